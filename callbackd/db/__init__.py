@@ -1,0 +1,1 @@
+"""Postgres access: named SQL, migrations, connection pool, rows as frozen models."""

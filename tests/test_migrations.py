@@ -1,0 +1,249 @@
+"""Migrations against the real Postgres: order, idempotence, checksums, locking, schema shape."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from callbackd.db import models
+from callbackd.db.migrations import (
+    MigrationError,
+    apply_migrations,
+    default_migrations_dir,
+    discover,
+)
+from callbackd.db.pool import connect
+
+pytestmark = pytest.mark.postgres
+
+EXPECTED_TABLES = {
+    "schema_migrations",
+    "campaigns",
+    "callback_requests",
+    "queue_abandons",
+    "attempts",
+    "interactions",
+    "customers",
+    "outbox",
+}
+
+MODEL_TABLES: dict[type[models.Row], str] = {
+    models.CampaignRow: "campaigns",
+    models.CallbackRequest: "callback_requests",
+    models.Attempt: "attempts",
+    models.Interaction: "interactions",
+    models.Customer: "customers",
+    models.OutboxMessage: "outbox",
+}
+
+
+async def _tables(conn: Any) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    return {r["table_name"] for r in rows}
+
+
+async def test_migrations_apply_on_an_empty_database(empty_database: str) -> None:
+    conn = await connect(empty_database)
+    try:
+        assert await _tables(conn) == set()
+        report = await apply_migrations(conn, discover(default_migrations_dir()))
+        assert [m.file_name for m in report.applied] == [
+            m.file_name for m in discover(default_migrations_dir())
+        ]
+        assert report.already_applied == 0
+        assert await _tables(conn) == EXPECTED_TABLES
+        recorded = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        assert {(r["version"], r["checksum"]) for r in recorded} == {
+            (m.version, m.checksum) for m in discover(default_migrations_dir())
+        }
+    finally:
+        await conn.close()
+
+
+async def test_second_run_is_a_no_op(database: str) -> None:
+    conn = await connect(database)
+    try:
+        before = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
+        report = await apply_migrations(conn, discover(default_migrations_dir()))
+        assert report.applied == ()
+        assert report.already_applied == len(before)
+        after = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
+        assert before == after
+    finally:
+        await conn.close()
+
+
+async def test_edited_applied_migration_is_refused(database: str, tmp_path: Path) -> None:
+    edited = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), edited)
+    first = sorted(edited.glob("0001_*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- a harmless-looking edit\n")
+    conn = await connect(database)
+    try:
+        with pytest.raises(MigrationError, match=r"0001_initial\.sql was changed after"):
+            await apply_migrations(conn, discover(edited))
+    finally:
+        await conn.close()
+
+
+async def test_unknown_applied_migration_is_refused(database: str, tmp_path: Path) -> None:
+    conn = await connect(database)
+    try:
+        with pytest.raises(MigrationError, match="newer than the code"):
+            await apply_migrations(conn, [])
+    finally:
+        await conn.close()
+
+
+async def test_a_new_migration_applies_alone(database: str, tmp_path: Path) -> None:
+    extended = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), extended)
+    (extended / "9999_probe.sql").write_text("CREATE TABLE probe (id int);")
+    conn = await connect(database)
+    try:
+        report = await apply_migrations(conn, discover(extended))
+        assert [m.file_name for m in report.applied] == ["9999_probe.sql"]
+        assert "probe" in await _tables(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_migration_leaves_nothing_behind(database: str, tmp_path: Path) -> None:
+    extended = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), extended)
+    (extended / "9999_broken.sql").write_text("CREATE TABLE half (id int); SELECT 1/0;")
+    conn = await connect(database)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await apply_migrations(conn, discover(extended))
+        assert "half" not in await _tables(conn)
+        versions = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        assert versions < 9999
+        # The advisory lock was released: a later run is not blocked.
+        (extended / "9999_broken.sql").write_text("CREATE TABLE half (id int);")
+        report = await apply_migrations(conn, discover(extended), lock_timeout_seconds=2)
+        assert [m.version for m in report.applied] == [9999]
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_migrators_apply_each_file_once(empty_database: str) -> None:
+    migrations = discover(default_migrations_dir())
+
+    async def migrate() -> int:
+        conn = await connect(empty_database)
+        try:
+            return len((await apply_migrations(conn, migrations)).applied)
+        finally:
+            await conn.close()
+
+    results = await asyncio.gather(*(migrate() for _ in range(4)))
+    assert sorted(results) == [0, 0, 0, len(migrations)]
+
+
+def test_misnamed_migration_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "1_init.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        discover(tmp_path)
+
+
+def test_duplicate_version_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="also used by"):
+        discover(tmp_path)
+
+
+@pytest.mark.parametrize(("model", "table"), MODEL_TABLES.items())
+async def test_row_models_match_the_schema(db: Any, model: type[models.Row], table: str) -> None:
+    columns = await db.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table
+    )
+    assert {c["column_name"] for c in columns} == set(model.model_fields)
+
+
+async def _campaign(db: Any) -> int:
+    campaign_id: int = await db.fetchval(
+        "INSERT INTO campaigns (name, pbx, queue, mode) "
+        "VALUES ('sales', 'pbx', 'sales', 'operator_first') RETURNING id"
+    )
+    return campaign_id
+
+
+async def test_one_open_request_per_number_and_campaign(db: Any) -> None:
+    campaign_id = await _campaign(db)
+    insert = (
+        "INSERT INTO callback_requests (campaign_id, number, source, status, closed_at) "
+        "VALUES ($1, $2, 'abandon', $3, $4) RETURNING *"
+    )
+    row = await db.fetchrow(insert, campaign_id, "+79161234567", "pending", None)
+    request = models.CallbackRequest.from_record(row)
+    assert request.status is models.RequestStatus.PENDING
+    assert request.status.is_open
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.execute(insert, campaign_id, "+79161234567", "pending", None)
+    # Closed requests do not count: history may hold many.
+    await db.execute(
+        "UPDATE callback_requests SET status = 'completed', closed_at = now() WHERE id = $1",
+        request.id,
+    )
+    await db.execute(insert, campaign_id, "+79161234567", "pending", None)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["79161234567", "+7916&1234567", "+7916/123", "+7916@ctx", "+0123456789", "", "+1 202 555"],
+)
+async def test_numbers_that_are_not_e164_cannot_be_stored(db: Any, number: str) -> None:
+    campaign_id = await _campaign(db)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute(
+            "INSERT INTO callback_requests (campaign_id, number, source) "
+            "VALUES ($1, $2, 'abandon')",
+            campaign_id,
+            number,
+        )
+
+
+async def test_one_attempt_in_flight_per_number_operator_and_request(db: Any) -> None:
+    campaign_id = await _campaign(db)
+    first = await db.fetchval(
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "VALUES ($1, '+79161234567', 'abandon') RETURNING id",
+        campaign_id,
+    )
+    second = await db.fetchval(
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "VALUES ($1, '+79161234568', 'abandon') RETURNING id",
+        campaign_id,
+    )
+    insert = (
+        "INSERT INTO attempts (id, request_id, number, pbx, operator_interface, "
+        "operator_channel_id, client_channel_id, claimed_by) "
+        "VALUES (gen_random_uuid(), $1, $2, 'pbx', $3, gen_random_uuid()::text, "
+        "gen_random_uuid()::text, 'test') RETURNING *"
+    )
+    attempt = models.Attempt.from_record(
+        await db.fetchrow(insert, first, "+79161234567", "Local/op1@ops")
+    )
+    assert attempt.state is models.AttemptState.CLAIMED
+    assert attempt.detail == {}
+    with pytest.raises(asyncpg.UniqueViolationError):  # same operator, other client
+        await db.execute(insert, second, "+79161234568", "Local/op1@ops")
+    with pytest.raises(asyncpg.UniqueViolationError):  # same client, other operator
+        await db.execute(insert, second, "+79161234567", "Local/op2@ops")
+    with pytest.raises(asyncpg.CheckViolationError):  # finished needs an outcome and an end
+        await db.execute("UPDATE attempts SET state = 'finished' WHERE id = $1", attempt.id)
+    await db.execute(
+        "UPDATE attempts SET state = 'finished', outcome = 'busy', ended_at = now() "
+        "WHERE id = $1",
+        attempt.id,
+    )
+    await db.execute(insert, second, "+79161234568", "Local/op1@ops")
