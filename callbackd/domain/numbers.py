@@ -1,0 +1,160 @@
+"""Number policy: which caller ids become callback requests, and in what form.
+
+Everything a caller id can carry ends up, sooner or later, in an Originate or a dial
+string, where ``&``, ``/``, ``@``, ``,`` or a CR/LF change what gets dialled. So the rule is
+strict: the input may hold only ASCII digits, one leading ``+`` and the usual formatting
+(spaces, dashes, dots, brackets); it must parse to a valid number for the configured
+region; the output is E.164 and nothing else is ever stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, shortnumberinfo
+
+E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
+_FORMATTED = re.compile(r"^\+?[0-9 ().\-]{1,40}$")
+MAX_INPUT_LENGTH = 40
+
+WITHHELD_MARKERS = frozenset(
+    {
+        "anonymous",
+        "unknown",
+        "<unknown>",
+        "restricted",
+        "private",
+        "unavailable",
+        "withheld",
+        "blocked",
+        "no caller id",
+    }
+)
+
+
+class Refusal(StrEnum):
+    WITHHELD = "withheld"
+    BAD_CHARACTERS = "bad_characters"
+    INVALID = "invalid"
+    EMERGENCY = "emergency"
+    PREMIUM_RATE = "premium_rate"
+    BLOCKED_PREFIX = "blocked_prefix"
+    BLOCKED_REGION = "blocked_region"
+    OWN_NUMBER = "own_number"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    e164: str
+    region: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Refusal
+
+
+Verdict = Accepted | Refused
+
+
+@dataclass(frozen=True)
+class NumberPolicy:
+    """The site's rules, built once from the settings."""
+
+    default_region: str
+    blocked_prefixes: tuple[str, ...] = ()
+    blocked_regions: frozenset[str] = frozenset()
+    own_numbers: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(
+        cls,
+        default_region: str,
+        *,
+        blocked_prefixes: Iterable[str] = (),
+        blocked_regions: Iterable[str] = (),
+        own_numbers: Iterable[str] = (),
+    ) -> NumberPolicy:
+        """Normalise the configured lists (prefixes without '+', own numbers as E.164)."""
+        own: set[str] = set()
+        for raw in own_numbers:
+            verdict = _parse(raw, default_region)
+            if isinstance(verdict, Accepted):
+                own.add(verdict.e164)
+        return cls(
+            default_region=default_region.upper(),
+            blocked_prefixes=tuple(p.lstrip("+") for p in blocked_prefixes if p.strip("+")),
+            blocked_regions=frozenset(r.upper() for r in blocked_regions),
+            own_numbers=frozenset(own),
+        )
+
+
+def is_withheld(raw: str | None, presentation: str | None = None) -> bool:
+    """Asterisk's and carriers' ways of saying 'no number' (also restricted presentation)."""
+    if presentation:
+        pres = presentation.strip().lower()
+        if pres.startswith("prohib") or pres == "unavailable" or "restricted" in pres:
+            return True
+    if raw is None:
+        return True
+    text = raw.strip().lower()
+    return not text or text in WITHHELD_MARKERS
+
+
+def classify_caller(raw: str | None, policy: NumberPolicy, *, presentation: str | None = None) -> Verdict:
+    """Decide whether a caller id may be called back, and its E.164 form if so."""
+    if is_withheld(raw, presentation):
+        return Refused(Refusal.WITHHELD)
+    assert raw is not None
+    text = raw.strip(" ")  # only spaces: a CR/LF or tab around a number means a forged id
+    if len(text) > MAX_INPUT_LENGTH or not text.isascii() or not _FORMATTED.match(text):
+        return Refused(Refusal.BAD_CHARACTERS)
+    digits = text.lstrip("+")
+    if not text.startswith("+") and _is_emergency(digits, policy.default_region):
+        return Refused(Refusal.EMERGENCY)
+    verdict = _parse(text, policy.default_region)
+    if isinstance(verdict, Refused):
+        return verdict
+    e164 = verdict.e164
+    if verdict.region and verdict.region in policy.blocked_regions:
+        return Refused(Refusal.BLOCKED_REGION)
+    if any(e164[1:].startswith(prefix) for prefix in policy.blocked_prefixes):
+        return Refused(Refusal.BLOCKED_PREFIX)
+    if e164 in policy.own_numbers:
+        return Refused(Refusal.OWN_NUMBER)
+    return verdict
+
+
+def _is_emergency(digits: str, region: str) -> bool:
+    cleaned = re.sub(r"[^0-9]", "", digits)
+    return bool(cleaned) and shortnumberinfo.is_emergency_number(cleaned, region)
+
+
+def _parse(text: str, region: str) -> Verdict:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return Refused(Refusal.INVALID)
+    if not phonenumbers.is_valid_number(parsed):
+        return Refused(Refusal.INVALID)
+    if phonenumbers.number_type(parsed) == PhoneNumberType.PREMIUM_RATE:
+        return Refused(Refusal.PREMIUM_RATE)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not E164.match(e164):
+        return Refused(Refusal.BAD_CHARACTERS)
+    return Accepted(e164=e164, region=phonenumbers.region_code_for_number(parsed))
+
+
+def dial_digits(e164: str) -> str:
+    """The only form of a number that goes into a dial string or channel variable.
+
+    Raises ``ValueError`` for anything that is not E.164 -- including hostile values that
+    were written into the database by hand.
+    """
+    if not E164.match(e164):
+        raise ValueError("not an E.164 number")
+    return e164[1:]
