@@ -81,7 +81,7 @@ def test_blocked_prefix() -> None:
 def test_any_text_gives_a_verdict_and_accepted_is_pure_e164(raw: str) -> None:
     verdict = classify_caller(raw, RU)
     if isinstance(verdict, Accepted):
-        assert E164.match(verdict.e164)
+        assert E164.fullmatch(verdict.e164)
         assert dial_digits(verdict.e164).isdigit()
 
 

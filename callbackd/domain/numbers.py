@@ -17,8 +17,8 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, shortnumberinfo
 
-E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
-_FORMATTED = re.compile(r"^\+?[0-9 ().\-]{1,40}$")
+E164 = re.compile(r"\+[1-9][0-9]{5,14}")  # always used with fullmatch
+_FORMATTED = re.compile(r"\+?[0-9 ().\-]{1,40}")
 MAX_INPUT_LENGTH = 40
 
 WITHHELD_MARKERS = frozenset(
@@ -111,7 +111,7 @@ def classify_caller(raw: str | None, policy: NumberPolicy, *, presentation: str 
         return Refused(Refusal.WITHHELD)
     assert raw is not None
     text = raw.strip(" ")  # only spaces: a CR/LF or tab around a number means a forged id
-    if len(text) > MAX_INPUT_LENGTH or not text.isascii() or not _FORMATTED.match(text):
+    if len(text) > MAX_INPUT_LENGTH or not text.isascii() or not _FORMATTED.fullmatch(text):
         return Refused(Refusal.BAD_CHARACTERS)
     digits = text.lstrip("+")
     if not text.startswith("+") and _is_emergency(digits, policy.default_region):
@@ -144,7 +144,7 @@ def _parse(text: str, region: str) -> Verdict:
     if phonenumbers.number_type(parsed) == PhoneNumberType.PREMIUM_RATE:
         return Refused(Refusal.PREMIUM_RATE)
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if not E164.match(e164):
+    if not E164.fullmatch(e164):
         return Refused(Refusal.BAD_CHARACTERS)
     return Accepted(e164=e164, region=phonenumbers.region_code_for_number(parsed))
 
@@ -155,6 +155,6 @@ def dial_digits(e164: str) -> str:
     Raises ``ValueError`` for anything that is not E.164 -- including hostile values that
     were written into the database by hand.
     """
-    if not E164.match(e164):
+    if not E164.fullmatch(e164):
         raise ValueError("not an E.164 number")
     return e164[1:]
