@@ -8,7 +8,7 @@ pytest_plugins = ["tests.fixtures_postgres"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A skipped or xfailed test is a failure here: the suite proves behaviour against real parts."""
+    """A skipped or xfailed test is a failure: the suite proves behaviour against real parts."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     stats = reporter.stats if reporter is not None else {}
     skipped = sum(len(stats.get(kind, [])) for kind in ("skipped", "xfailed", "xpassed"))

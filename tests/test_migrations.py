@@ -150,7 +150,7 @@ async def test_concurrent_migrators_apply_each_file_once(empty_database: str) ->
 
 def test_misnamed_migration_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "1_init.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(tmp_path)
 
 
@@ -242,8 +242,7 @@ async def test_one_attempt_in_flight_per_number_operator_and_request(db: Any) ->
     with pytest.raises(asyncpg.CheckViolationError):  # finished needs an outcome and an end
         await db.execute("UPDATE attempts SET state = 'finished' WHERE id = $1", attempt.id)
     await db.execute(
-        "UPDATE attempts SET state = 'finished', outcome = 'busy', ended_at = now() "
-        "WHERE id = $1",
+        "UPDATE attempts SET state = 'finished', outcome = 'busy', ended_at = now() WHERE id = $1",
         attempt.id,
     )
     await db.execute(insert, second, "+79161234568", "Local/op1@ops")

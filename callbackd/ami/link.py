@@ -232,7 +232,7 @@ class AmiLink:
             self._log.info("on-up hook interrupted by a disconnect", hook=_hook_name(hook))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hook bug must not take the link down
             self._log.exception("on-up hook failed", hook=_hook_name(hook))
 
     async def _drop_connection(self) -> None:
@@ -260,7 +260,9 @@ class AmiLink:
             result = await asyncio.wait_for(action.future, timeout=limit)
         except TimeoutError:
             protocol.forget(action)
-            raise AmiTimeout(f"{self.name}: {headers.get('Action')} unanswered after {limit} s")
+            raise AmiTimeout(
+                f"{self.name}: {headers.get('Action')} unanswered after {limit} s"
+            ) from None
         if check:
             first = result[0] if isinstance(result, list) else result
             if not first.success:
@@ -281,7 +283,9 @@ class AmiLink:
             self._paused = True
             if self._protocol is not None:
                 self._protocol.pause_reading()
-            self._log.warning("event consumer is behind; pausing AMI reads", queued=len(self._queue))
+            self._log.warning(
+                "event consumer is behind; pausing AMI reads", queued=len(self._queue)
+            )
 
     async def _consume_events(self) -> None:
         queue = self._queue
@@ -294,7 +298,7 @@ class AmiLink:
                     await self._handler(self, message)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception:  # noqa: BLE001 - one bad event must not stop the others
                     self.stats.handler_errors += 1
                     self._log.exception(
                         "ami event handler failed; continuing with the next event",

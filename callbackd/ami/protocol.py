@@ -15,7 +15,6 @@ import itertools
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from panoramisk.actions import Action
 from panoramisk.message import Message

@@ -200,7 +200,7 @@ class LabPostgres:
 
     def psql(self, database: str, sql: str) -> str:
         """Run SQL through psql (for fixtures that must not depend on the code under test)."""
-        out = self._run(
+        return self._run(
             [
                 str(self.bindir / "psql"),
                 *self._client_args(),
@@ -214,7 +214,6 @@ class LabPostgres:
             ],
             timeout=30,
         )
-        return out
 
     @contextmanager
     def database(self, name: str, *, template: str | None = None) -> Iterator[str]:

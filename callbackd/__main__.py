@@ -1,0 +1,7 @@
+"""``python -m callbackd`` is the ``callbackd`` command."""
+
+import sys
+
+from callbackd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""The AMI event handler for abandon capture: translate the event, call the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from panoramisk.message import Message
+
+from callbackd.ami.events import abandon_from_ami, agent_connect_from_ami
+from callbackd.ami.link import AmiLink
+from callbackd.services.capture import AbandonCapture
+
+
+class CaptureEventHandler:
+    """Feeds QueueCallerAbandon and AgentConnect from any PBX link into the capture service."""
+
+    def __init__(
+        self,
+        capture: AbandonCapture,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._capture = capture
+        self._clock = clock
+
+    async def __call__(self, link: AmiLink, message: Message) -> None:
+        name = str(message.get("event", "")).lower()
+        if name == "queuecallerabandon":
+            abandon = abandon_from_ami(link.name, message, received_at=self._clock())
+            if abandon is not None:
+                await self._capture.on_abandon(abandon)
+        elif name == "agentconnect":
+            connected = agent_connect_from_ami(link.name, message, received_at=self._clock())
+            if connected is not None:
+                await self._capture.on_agent_connect(connected)

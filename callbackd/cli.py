@@ -1,0 +1,93 @@
+"""The ``callbackd`` command: one entry point for the daemon and its administration.
+
+Exit codes: 0 success, 1 the work failed (database unreachable, migration refused),
+2 the configuration or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from callbackd import __version__
+from callbackd.settings import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    Settings,
+    load_settings,
+    render_effective_config,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"TOML configuration file (default {DEFAULT_CONFIG_PATH} if it exists); "
+        "CALLBACKD_* environment variables override it",
+    )
+    parser = argparse.ArgumentParser(
+        prog="callbackd",
+        description="Calls back callers who gave up waiting in an Asterisk queue.",
+    )
+    parser.add_argument("--version", action="version", version=f"callbackd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the configuration and print it with secrets redacted",
+    )
+    commands.add_parser(
+        "run", parents=[common], help="run the daemon in the foreground until SIGTERM/SIGINT"
+    )
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="apply pending database migrations"
+    )
+    migrate.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for another migrating process (default 60)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as err:
+        print(f"callbackd: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        return _check_config(settings)
+    if args.command == "run":
+        from callbackd.commands.run import run_daemon
+
+        return asyncio.run(run_daemon(settings))
+    if args.command == "migrate":
+        from callbackd.commands.migrate import run_migrate
+
+        return asyncio.run(run_migrate(settings, lock_timeout=args.lock_timeout))
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _check_config(settings: Settings) -> int:
+    sys.stdout.write(render_effective_config(settings))
+    print("callbackd: configuration is valid", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1011 @@
+"""One validated, immutable settings object for the whole daemon.
+
+Values come from (highest priority first) keyword overrides, ``CALLBACKD_*`` environment
+variables (nested with ``__``), the TOML config file and the defaults below.  Every problem
+is reported as a :class:`ConfigError` naming the offending key (or environment variable), so
+an admin can fix the file without reading a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import tomllib
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import tomli_w
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENV_PREFIX",
+    "AgiSettings",
+    "AmiEndpoint",
+    "CallingWindow",
+    "Campaign",
+    "CaptureSettings",
+    "ConfigError",
+    "DaemonSettings",
+    "DatabaseSettings",
+    "LoggingSettings",
+    "PhoneSettings",
+    "RetryPolicy",
+    "Settings",
+    "load_settings",
+    "redact_dsn",
+    "render_effective_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/callbackd/callbackd.toml")
+ENV_PREFIX = "CALLBACKD_"
+ENV_NESTED_DELIMITER = "__"
+REDACTED = "***"
+
+_SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# Lowercase only: environment variable names are matched case-insensitively and arrive
+# lower-cased, so CALLBACKD_CAMPAIGNS__SALES__... could never reach a campaign named "Sales".
+_CAMPAIGN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_QUEUE_NAME = re.compile(r"^[^\s\[\]]{1,79}$")
+_E164_PREFIX = re.compile(r"^\+?[0-9]{1,15}$")
+
+Seconds = Annotated[float, Field(gt=0)]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+CampaignMode = Literal["operator_first", "client_first", "crm_task"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+
+
+class _KeyedValueError(ValueError):
+    """A validation failure that belongs to a sub-key of the field being validated.
+
+    Cross-field checks run on a parent (e.g. all campaigns at once); carrying the sub-key lets
+    :class:`ConfigError` point at ``campaigns.sales.pbx`` rather than at ``campaigns``.
+    """
+
+    def __init__(self, subkey: Sequence[str | int], message: str) -> None:
+        super().__init__(message)
+        self.subkey = tuple(subkey)
+        self.message = message
+
+
+class _Model(BaseModel):
+    """Base for every section: immutable, and unknown keys are errors (typos must not pass)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- database
+
+
+class DatabaseSettings(_Model):
+    """Postgres connection pool for the callback queue."""
+
+    dsn: SecretStr = Field(
+        default=SecretStr("postgresql:///callbackd"),
+        description=(
+            "libpq-style URL, e.g. postgresql://callbackd:password@db:5432/callbackd. "
+            "The default uses the local Unix socket and peer authentication."
+        ),
+    )
+    min_connections: int = Field(
+        default=2, ge=0, le=100, description="Connections the pool keeps open even when idle."
+    )
+    max_connections: int = Field(
+        default=10, ge=1, le=100, description="Upper bound on simultaneously open connections."
+    )
+    connect_timeout_seconds: Seconds = Field(
+        default=5.0, description="Seconds to wait for a new connection before failing."
+    )
+    command_timeout_seconds: Seconds = Field(
+        default=10.0, description="Seconds a single SQL statement may run before it is cancelled."
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_is_postgres_url(cls, value: SecretStr) -> SecretStr:
+        # Never echo the value: it may carry a password.
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a URL starting with postgresql:// "
+                "(e.g. postgresql://user:password@host:5432/dbname)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.min_connections > self.max_connections:
+            raise _KeyedValueError(
+                ["min_connections"],
+                f"must not exceed max_connections ({self.max_connections})",
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- AMI
+
+
+class AmiEndpoint(_Model):
+    """One Asterisk Manager Interface connection (one PBX)."""
+
+    name: str = Field(
+        default="pbx",
+        description=(
+            "Short unique name of this PBX (lowercase letters, digits, '-' or '_'); "
+            "campaigns refer to it in their `pbx` key."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="AMI host name or address.")
+    port: int = Field(default=5038, ge=1, le=65535, description="AMI TCP port (manager.conf).")
+    username: str = Field(
+        default="callbackd", min_length=1, description="AMI user ([section] in manager.conf)."
+    )
+    secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "AMI password (`secret=` in manager.conf). Prefer the environment variable "
+            "CALLBACKD_AMI__<NAME>__SECRET over writing it into the file."
+        ),
+    )
+    tls: bool = Field(default=False, description="Connect with TLS (Asterisk `tlsenable`).")
+    connect_timeout_seconds: Seconds = Field(
+        default=5.0, description="Seconds to wait for the TCP/TLS connection and login."
+    )
+    ping_interval_seconds: Seconds = Field(
+        default=10.0, description="Seconds between keep-alive Ping actions."
+    )
+    ping_timeout_seconds: Seconds = Field(
+        default=5.0, description="Seconds without a Pong before the connection is declared dead."
+    )
+    action_timeout_seconds: Seconds = Field(
+        default=10.0, description="Seconds to wait for the response to an action (e.g. Originate)."
+    )
+    reconnect_backoff_initial_seconds: Seconds = Field(
+        default=0.5, description="First delay before reconnecting after a lost connection."
+    )
+    reconnect_backoff_max_seconds: Seconds = Field(
+        default=30.0, description="Ceiling for the doubling reconnect delay."
+    )
+    queue_log_path: Path | None = Field(
+        default=None,
+        description=(
+            "The PBX's queue_log (e.g. /var/log/asterisk/queue_log), read at start-up to replay "
+            "abandons missed while callbackd was down. Unset: no replay."
+        ),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not _SLUG.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: use 1-32 lowercase letters, digits, '-' or '_', "
+                "starting with a letter"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _timing_is_consistent(self) -> AmiEndpoint:
+        if self.ping_timeout_seconds > self.ping_interval_seconds:
+            raise _KeyedValueError(
+                ["ping_timeout_seconds"],
+                f"must not exceed ping_interval_seconds ({self.ping_interval_seconds})",
+            )
+        if self.reconnect_backoff_initial_seconds > self.reconnect_backoff_max_seconds:
+            raise _KeyedValueError(
+                ["reconnect_backoff_initial_seconds"],
+                f"must not exceed reconnect_backoff_max_seconds "
+                f"({self.reconnect_backoff_max_seconds})",
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- AGI
+
+
+class AgiSettings(_Model):
+    """FastAGI server the dialplan calls into (``AGI(agi://host:port/...)``)."""
+
+    listen_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the FastAGI server binds to."
+    )
+    listen_port: int = Field(
+        default=4573, ge=1, le=65535, description="FastAGI TCP port (4573 is the AGI default)."
+    )
+    header_timeout_seconds: Seconds = Field(
+        default=5.0,
+        description="Seconds Asterisk gets to send the agi_* environment block before we hang up.",
+    )
+    max_header_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        le=1048576,
+        description="Largest accepted agi_* environment block in bytes (guards memory).",
+    )
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class CaptureSettings(_Model):
+    """How abandoned callers are captured from AMI and queue_log."""
+
+    resolve_inbound_in_all_campaigns: bool = Field(
+        default=False,
+        description="When a caller reaches an operator in any queue, close their pending "
+        "requests in every campaign (false: only in that queue's campaign).",
+    )
+    buffer_limit: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Abandons kept in memory while Postgres is unreachable; beyond this each "
+        "further abandon is logged as lost and counted.",
+    )
+    queue_log_horizon_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 14,
+        description="How far back queue_log is replayed at most on start and reconnect.",
+    )
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+class DaemonSettings(_Model):
+    """The process itself."""
+
+    shutdown_grace_seconds: Seconds = Field(
+        default=30.0,
+        description="On SIGTERM: how long running work may take to finish before it is cut.",
+    )
+    instance_name: str | None = Field(
+        default=None,
+        description="Name of this instance in claims and logs (default: hostname and pid).",
+    )
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class LoggingSettings(_Model):
+    """How the daemon logs."""
+
+    level: LogLevel = Field(default="info", description="Minimum level: debug|info|warning|error.")
+    format: LogFormat = Field(
+        default="auto",
+        description="json, console, or auto (JSON when stdout is not a terminal, e.g. systemd).",
+    )
+    mask_numbers: bool = Field(
+        default=True,
+        description="Show phone numbers in logs with only their last 4 digits (privacy).",
+    )
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- phone
+
+
+class PhoneSettings(_Model):
+    """How caller numbers are interpreted and which ones are never called."""
+
+    default_region: str = Field(
+        default="US",
+        description=(
+            "ISO 3166 alpha-2 country used to read numbers that arrive without a +country code "
+            "(national format). Set it to the PBX's country."
+        ),
+    )
+    blocked_prefixes: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "E.164 digit prefixes that are never called back (premium rate, emergency...), "
+            "e.g. ['1900', '44870']. A leading + is accepted and ignored."
+        ),
+    )
+    blocked_regions: tuple[str, ...] = Field(
+        default=(),
+        description="ISO 3166 alpha-2 countries whose numbers are never called back.",
+    )
+    own_numbers: tuple[str, ...] = Field(
+        default=(),
+        description="The PBX's own public numbers; calls from them are never called back.",
+    )
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _region_is_supported(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 region known to phonenumbers")
+        return region
+
+    @field_validator("blocked_regions", mode="before")
+    @classmethod
+    def _regions_are_supported(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            return value
+        regions: list[object] = []
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                item = item.strip().upper()
+                if item not in phonenumbers.SUPPORTED_REGIONS:
+                    raise _KeyedValueError(
+                        [index], f"{item!r} is not an ISO 3166 alpha-2 region known to phonenumbers"
+                    )
+            regions.append(item)
+        return tuple(regions)
+
+    @field_validator("blocked_prefixes")
+    @classmethod
+    def _prefixes_are_digits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned: list[str] = []
+        for index, prefix in enumerate(value):
+            if not _E164_PREFIX.fullmatch(prefix.strip()):
+                raise _KeyedValueError([index], f"{prefix!r} is not a digit prefix like '1900'")
+            cleaned.append(prefix.strip().lstrip("+"))
+        return tuple(cleaned)
+
+    @field_validator("own_numbers")
+    @classmethod
+    def _numbers_are_e164(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        region = info.data.get("default_region", "US")
+        normalised: list[str] = []
+        for index, raw in enumerate(value):
+            try:
+                parsed = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException as exc:
+                raise _KeyedValueError([index], f"{raw!r} is not a phone number: {exc}") from exc
+            if not phonenumbers.is_possible_number(parsed):
+                raise _KeyedValueError([index], f"{raw!r} is not a possible phone number")
+            normalised.append(
+                phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            )
+        return tuple(normalised)
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+class RetryPolicy(_Model):
+    """When and how often a failed callback is tried again."""
+
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Client call attempts before giving up."
+    )
+    busy_delay_seconds: int = Field(
+        default=120, ge=0, description="Wait before retrying after the client was busy."
+    )
+    no_answer_delay_seconds: int = Field(
+        default=300, ge=0, description="Wait before retrying after no answer (or a too-short call)."
+    )
+    congestion_delay_seconds: int = Field(
+        default=60, ge=0, description="Wait before retrying after network congestion."
+    )
+    unavailable_delay_seconds: int = Field(
+        default=60, ge=0, description="Wait before retrying after channel unavailable / failure."
+    )
+    backoff_factor: float = Field(
+        default=1.5,
+        ge=1.0,
+        le=10.0,
+        description="Each further retry waits this many times longer than the previous one.",
+    )
+    daily_cap_per_number: int = Field(
+        default=6,
+        ge=1,
+        description="Most call attempts to one number per calendar day (in the window's zone).",
+    )
+    expiry_seconds: int = Field(
+        default=86400,
+        gt=0,
+        description="A callback older than this (since the abandon) is dropped as stale.",
+    )
+    max_operator_declines: int = Field(
+        default=3,
+        ge=1,
+        description="Times operators may decline/miss one callback before it is given up.",
+    )
+
+
+class CallingWindow(_Model):
+    """When clients may be called, in the campaign's local time."""
+
+    timezone: str = Field(
+        default="UTC", description="IANA time zone of the calling hours, e.g. Europe/Moscow."
+    )
+    days: tuple[Day, ...] = Field(
+        default=("mon", "tue", "wed", "thu", "fri"),
+        min_length=1,
+        description="Weekdays calls are allowed on (mon..sun).",
+    )
+    start: time = Field(
+        default=time(9, 0), description="Local time calling starts (HH:MM), inclusive."
+    )
+    end: time = Field(
+        default=time(21, 0), description="Local time calling stops (HH:MM), exclusive."
+    )
+    holidays: tuple[date, ...] = Field(
+        default=(), description="Dates (YYYY-MM-DD) with no calls at all."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known IANA time zone") from exc
+        return value
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _lowercase_days(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(v.strip().lower() if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days_unique(cls, value: tuple[Day, ...]) -> tuple[Day, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a day twice")
+        return value
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> CallingWindow:
+        if self.start >= self.end:
+            raise _KeyedValueError(
+                ["start"], f"must be earlier than end ({self.end.isoformat('minutes')})"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The validated time zone (ZoneInfo caches instances, so this is cheap)."""
+        return ZoneInfo(self.timezone)
+
+
+class Campaign(_Model):
+    """One Asterisk queue whose abandoned callers are called back."""
+
+    queue: str = Field(
+        default="",
+        description="Asterisk queue name (queues.conf section). Empty: the campaign's name.",
+    )
+    pbx: str = Field(
+        default="", description="Name of the AMI endpoint of that queue. Empty: the first one."
+    )
+    mode: CampaignMode = Field(
+        default="operator_first",
+        description=(
+            "operator_first: ring an operator, then bridge the client; client_first: ring the "
+            "client, then put them in the queue; crm_task: only record, never dial."
+        ),
+    )
+    min_hold_seconds: int = Field(
+        default=3,
+        ge=0,
+        description="Callers who hung up sooner than this (misdials) are not called back.",
+    )
+    initial_delay_seconds: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Seconds after the abandon before the first callback (gives callers time to "
+            "call again by themselves)."
+        ),
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=999,
+        description="0-999; higher runs first when several campaigns have due callbacks.",
+    )
+    operator_confirm: bool = Field(
+        default=True,
+        description="The operator must press 1 to accept the callback before the client is rung.",
+    )
+    operator_ring_seconds: int = Field(
+        default=20, ge=1, le=600, description="How long an operator is rung."
+    )
+    client_ring_seconds: int = Field(
+        default=30, ge=1, le=600, description="How long the client is rung."
+    )
+    min_talk_seconds: int = Field(
+        default=5,
+        ge=0,
+        description="A client call shorter than this counts as no answer (retried).",
+    )
+    client_confirm: bool = Field(
+        default=False,
+        description="The client must press 1, so an answering machine does not count as success.",
+    )
+    dial_template: str = Field(
+        default="Local/{number}@from-callbackd",
+        description="Asterisk dial string for the client; {number} is the E.164 number.",
+    )
+    caller_id: str | None = Field(
+        default=None,
+        description='Caller ID shown to the client, e.g. "Shop" <+15551234567>. Unset: PBX\'s.',
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
+    window: CallingWindow = Field(default_factory=CallingWindow, description="Calling hours.")
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if value and not _QUEUE_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid Asterisk queue name")
+        return value
+
+    @field_validator("dial_template")
+    @classmethod
+    def _template_has_one_number(cls, value: str) -> str:
+        try:
+            parts = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(f"{value!r} has unbalanced braces: {exc}") from exc
+        fields = [field for _, field, _, _ in parts if field is not None]
+        if fields != ["number"] or any(
+            spec or conversion for _, field, spec, conversion in parts if field is not None
+        ):
+            raise ValueError(
+                f"{value!r} must contain {{number}} exactly once and no other {{...}} field"
+            )
+        if any("{" in literal or "}" in literal for literal, _, _, _ in parts):
+            raise ValueError(f"{value!r} must not contain literal braces")
+        if "/" not in value.split("{number}", 1)[0]:
+            raise ValueError(f"{value!r} must start with a channel technology, e.g. PJSIP/")
+        return value
+
+    def dial_string(self, number: str) -> str:
+        """The Asterisk dial string for one client number."""
+        return self.dial_template.replace("{number}", number)
+
+
+# --------------------------------------------------------------------------- root
+
+
+def _default_ami() -> tuple[AmiEndpoint, ...]:
+    return (AmiEndpoint(),)
+
+
+class Settings(BaseSettings):
+    """Everything callbackd is configured with; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        case_sensitive=False,
+    )
+
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="Postgres connection."
+    )
+    ami: tuple[AmiEndpoint, ...] = Field(
+        default_factory=_default_ami,
+        description="AMI connections, one per PBX ([[ami]] tables). The first is the default.",
+    )
+    agi: AgiSettings = Field(default_factory=AgiSettings, description="FastAGI server.")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    phone: PhoneSettings = Field(default_factory=PhoneSettings, description="Phone numbers.")
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings, description="Abandon capture."
+    )
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="The process.")
+    campaigns: dict[str, Campaign] = Field(
+        default_factory=dict, description="Queues whose abandoned callers are called back."
+    )
+
+    @field_validator("ami")
+    @classmethod
+    def _unique_ami_names(cls, value: tuple[AmiEndpoint, ...]) -> tuple[AmiEndpoint, ...]:
+        if not value:
+            raise ValueError("at least one AMI endpoint is required")
+        seen: set[str] = set()
+        for index, endpoint in enumerate(value):
+            if endpoint.name in seen:
+                raise _KeyedValueError(
+                    [index, "name"],
+                    f"duplicate AMI endpoint name {endpoint.name!r} (names must be unique)",
+                )
+            seen.add(endpoint.name)
+        return value
+
+    @field_validator("campaigns")
+    @classmethod
+    def _resolve_campaigns(
+        cls, value: dict[str, Campaign], info: ValidationInfo
+    ) -> dict[str, Campaign]:
+        """Fill the queue/pbx defaults and check cross references.
+
+        Runs here (not in Campaign) because it needs the campaign's name and the AMI list.
+        """
+        endpoints: tuple[AmiEndpoint, ...] | None = info.data.get("ami")
+        resolved: dict[str, Campaign] = {}
+        claimed: dict[tuple[str, str], str] = {}
+        for name, campaign in value.items():
+            if not _CAMPAIGN_NAME.fullmatch(name):
+                raise _KeyedValueError(
+                    [name],
+                    "campaign names use 1-64 lowercase letters, digits, '-' or '_' "
+                    "(set `queue` for a mixed-case Asterisk queue name)",
+                )
+            if endpoints is None:  # the AMI list itself is invalid; that error is reported
+                resolved[name] = campaign
+                continue
+            names = [endpoint.name for endpoint in endpoints]
+            pbx = campaign.pbx or names[0]
+            if pbx not in names:
+                raise _KeyedValueError(
+                    [name, "pbx"],
+                    f"no AMI endpoint named {pbx!r} (known: {', '.join(names)})",
+                )
+            queue = campaign.queue or name
+            if (pbx, queue) in claimed:
+                raise _KeyedValueError(
+                    [name, "queue"],
+                    f"queue {queue!r} on {pbx!r} is already handled by campaign "
+                    f"{claimed[pbx, queue]!r}",
+                )
+            claimed[pbx, queue] = name
+            resolved[name] = campaign.model_copy(update={"queue": queue, "pbx": pbx})
+        return resolved
+
+    def ami_endpoint(self, name: str) -> AmiEndpoint:
+        """The AMI endpoint called *name* (KeyError if there is none)."""
+        for endpoint in self.ami:
+            if endpoint.name == name:
+                return endpoint
+        raise KeyError(name)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value configured, for log scrubbing (``configure_logging(secrets=...)``)."""
+        values = [endpoint.secret.get_secret_value() for endpoint in self.ami]
+        values.append(self.database.dsn.get_secret_value())
+        values.extend(_dsn_passwords(self.database.dsn.get_secret_value()))
+        return [value for value in values if value]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword overrides > environment > TOML file (> defaults, added by pydantic-settings).
+
+        The file and environment come from :func:`load_settings` for the duration of one
+        construction; plain ``Settings()`` reads only ``os.environ``.
+        """
+        request = _SOURCE_REQUEST.get() or _SourceRequest(toml_file=None, environ=os.environ)
+        toml_data: dict[str, Any] = {}
+        sources: list[PydanticBaseSettingsSource] = []
+        if request.toml_file is not None:
+            toml_source = TomlConfigSettingsSource(settings_cls, toml_file=request.toml_file)
+            toml_data = toml_source.toml_data
+            sources.append(toml_source)
+        env_source = _EnvSource(settings_cls, request.environ, base_ami=toml_data.get("ami"))
+        return (init_settings, env_source, *sources)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class _SourceRequest:
+    toml_file: Path | None
+    environ: Mapping[str, str]
+
+
+# Per-call parameters for settings_customise_sources, which pydantic-settings calls as a
+# classmethod with no way to pass arguments.  A ContextVar (set and reset around a single
+# construction) keeps concurrent loads independent; it is not a mutable module global.
+_SOURCE_REQUEST: ContextVar[_SourceRequest | None] = ContextVar(
+    "callbackd_settings_source_request", default=None
+)
+
+
+class _EnvSource(EnvSettingsSource):
+    """``CALLBACKD_*`` variables from an explicit mapping, plus per-endpoint AMI overrides.
+
+    ``CALLBACKD_AMI__<name or index>__<field>`` patches that endpoint of the file's ``[[ami]]``
+    list (or of the default list) instead of replacing the list, so the AMI secret can live in
+    the environment (systemd ``EnvironmentFile``) while everything else stays in the file.
+    """
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        environ: Mapping[str, str],
+        *,
+        base_ami: object,
+    ) -> None:
+        self._environ = environ
+        self._base_ami = base_ami
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Same semantics as pydantic-settings' own loader (case-insensitive), but from the
+        # mapping we were given rather than os.environ.
+        return {key.lower(): value for key, value in self._environ.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        overrides = data.get("ami")
+        if isinstance(overrides, dict):
+            data["ami"] = _merge_ami_overrides(self._base_ami, overrides)
+        return data
+
+
+def _merge_ami_overrides(base: object, overrides: Mapping[str, Any]) -> list[Any]:
+    if isinstance(base, list):
+        merged: list[Any] = [dict(item) if isinstance(item, Mapping) else item for item in base]
+    else:
+        merged = [endpoint.model_dump() for endpoint in _default_ami()]
+    for key, fields in overrides.items():
+        if not isinstance(fields, Mapping):
+            merged.append(fields)  # validation will report it under ami.<n>
+            continue
+        target: dict[str, Any] | None = None
+        if key.isdigit() and int(key) < len(merged) and isinstance(merged[int(key)], dict):
+            target = merged[int(key)]
+        else:
+            for item in merged:
+                if isinstance(item, dict) and item.get("name", "pbx") == key:
+                    target = item
+                    break
+        if target is None:
+            merged.append({"name": key, **fields} if not key.isdigit() else dict(fields))
+        else:
+            target.update(fields)
+    return merged
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``str()`` is one line an admin can act on."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        key: str,
+        reason: str,
+        problems: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.reason = reason
+        self.problems: list[tuple[str, str]] = list(problems) if problems else [(key, reason)]
+        super().__init__(f"{path if path is not None else '<no config file>'}: {key}: {reason}")
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _supplied_by(data: Mapping[str, Any], loc: Sequence[str | int]) -> bool:
+    """Whether *data* (one source's raw input) supplied the value at *loc*.
+
+    Sources are deep-merged only through tables; a list or scalar replaces the lower-priority
+    value wholesale, so reaching one while walking *loc* means this source supplied it.
+    """
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _env_var_for(
+    loc: Sequence[str | int], environ: Mapping[str, str], ami_names: Sequence[str]
+) -> str | None:
+    """The environment variable that supplied the value at *loc*, if one did.
+
+    A variable holding JSON for a parent key is named with the dotted key inside it,
+    e.g. ``CALLBACKD_AMI (ami.0.port)``.
+    """
+    by_lower = {key.lower(): key for key in environ}
+    parts = [str(part) for part in loc]
+    for length in range(len(parts), 0, -1):
+        candidates = [parts[:length]]
+        if length > 1 and parts[0] == "ami" and isinstance(loc[1], int) and loc[1] < len(ami_names):
+            candidates.append(["ami", ami_names[loc[1]], *parts[2:length]])
+        for candidate in candidates:
+            name = (ENV_PREFIX + ENV_NESTED_DELIMITER.join(candidate)).lower()
+            if name in by_lower:
+                inner = "" if length == len(parts) else f" ({_dotted(loc)})"
+                return by_lower[name] + inner
+    return None
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown setting (check the spelling; see callbackd.example.toml)"
+    if error["type"] == "missing":
+        return "required setting is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _problems_from(
+    exc: ValidationError,
+    path: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+) -> list[tuple[str, str]]:
+    ami_names = [str(item.get("name", "pbx")) for item in _merged_ami_input(path, environ)]
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors():
+        loc: list[str | int] = [part for part in error["loc"] if part != "[key]"]
+        ctx_error = error.get("ctx", {}).get("error")
+        if isinstance(ctx_error, _KeyedValueError):
+            loc.extend(ctx_error.subkey)
+        from_overrides = bool(loc) and _supplied_by(overrides, loc)
+        env_var = None if from_overrides else _env_var_for(loc, environ, ami_names)
+        key = env_var or _dotted(loc) or "<root>"
+        problems.append((key, _reason(error)))
+    return problems
+
+
+def _merged_ami_input(path: Path | None, environ: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """The AMI list as file + environment produced it (only used to name variables in errors)."""
+    try:
+        base = tomllib.loads(path.read_text(encoding="utf-8")).get("ami") if path else None
+        data = _EnvSource(Settings, environ, base_ami=base)()
+    except (OSError, ValueError):  # TOMLDecodeError and SettingsError are ValueErrors
+        return []
+    ami = data.get("ami")
+    return [item for item in ami if isinstance(item, Mapping)] if isinstance(ami, list) else []
+
+
+def _settings_error_key(exc: SettingsError, environ: Mapping[str, str]) -> str:
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return "<environment>"
+    return _env_var_for([match.group(1)], environ, []) or match.group(1)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Load and validate the configuration, or raise :class:`ConfigError`.
+
+    *config_path* ``None`` means :data:`DEFAULT_CONFIG_PATH` when it exists (defaults and
+    environment only otherwise); an explicit path must exist.  *env* replaces ``os.environ``
+    (tests, the demo).  Keyword *overrides* are top-level sections and beat everything else.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    path: Path | None
+    if config_path is None:
+        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+    else:
+        path = Path(config_path)
+        if not path.exists():
+            raise ConfigError(path, "<file>", "config file does not exist")
+        if not path.is_file():
+            raise ConfigError(path, "<file>", "config path is not a regular file")
+
+    token = _SOURCE_REQUEST.set(_SourceRequest(toml_file=path, environ=environ))
+    try:
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "<file>", f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "<file>", f"not UTF-8 text: {exc.reason}") from None
+    except OSError as exc:
+        raise ConfigError(path, "<file>", f"cannot read: {exc.strerror or exc}") from None
+    except ValidationError as exc:
+        problems = _problems_from(exc, path, environ, overrides)
+        key, reason = problems[0]
+        raise ConfigError(path, key, reason, problems) from None
+    except SettingsError as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise ConfigError(
+            path, _settings_error_key(exc, environ), f"cannot parse value{cause}"
+        ) from None
+    finally:
+        _SOURCE_REQUEST.reset(token)
+
+
+# --------------------------------------------------------------------------- rendering
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:password|passwd|sslpassword)=)[^&#]*", re.I)
+_KEYWORD_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by ``***``; host, port, user and database stay.
+
+    Handles URL userinfo (``user:pw@``), ``?password=`` query parameters and libpq
+    ``password=...`` keyword strings.  Never raises: logging calls it on arbitrary text.
+    """
+    if not _URL_SCHEME.match(dsn):
+        return _KEYWORD_PASSWORD.sub(lambda m: m.group("key") + REDACTED, dsn)
+    match = _URL_USERINFO.match(dsn)
+    if match is not None:
+        user, sep, _password = match.group("userinfo").partition(":")
+        if sep:
+            dsn = f"{match.group('scheme')}{user}:{REDACTED}@{dsn[match.end() :]}"
+    return _QUERY_PASSWORD.sub(lambda m: m.group("key") + REDACTED, dsn)
+
+
+def _dsn_passwords(dsn: str) -> list[str]:
+    match = _URL_USERINFO.match(dsn)
+    if match is None:
+        return []
+    _user, sep, password = match.group("userinfo").partition(":")
+    return [password] if sep and password else []
+
+
+def _to_toml(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {str(k): _to_toml(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_toml(item) for item in value if item is not None]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def render_effective_config(settings: Settings) -> str:
+    """The configuration actually in effect, as TOML, with every secret redacted.
+
+    Unset optional values are omitted (TOML has no null).  The DSN keeps everything but its
+    password so an admin can still see which database is used.
+    """
+    data = _to_toml(settings.model_dump())
+    data["database"]["dsn"] = redact_dsn(settings.database.dsn.get_secret_value())
+    header = "# Effective callbackd configuration (secrets redacted).\n"
+    return header + tomli_w.dumps(data)
