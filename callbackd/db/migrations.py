@@ -128,3 +128,12 @@ async def apply_migrations(
         return MigrationReport(applied=tuple(applied), already_applied=len(recorded))
     finally:
         await conn.execute(queries["unlock"], ADVISORY_LOCK_KEY)
+
+
+async def pending_versions(conn: Any, migrations: list[Migration]) -> list[int]:
+    """Versions on disk that the database has not applied (the daemon refuses to run then)."""
+    queries = load_queries("migrations")
+    applied: set[int] = set()
+    if await conn.fetchval(queries["table_exists"]):
+        applied = {row["version"] for row in await conn.fetch(queries["applied"])}
+    return sorted(m.version for m in migrations if m.version not in applied)

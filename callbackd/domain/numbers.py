@@ -105,7 +105,9 @@ def is_withheld(raw: str | None, presentation: str | None = None) -> bool:
     return not text or text in WITHHELD_MARKERS
 
 
-def classify_caller(raw: str | None, policy: NumberPolicy, *, presentation: str | None = None) -> Verdict:
+def classify_caller(
+    raw: str | None, policy: NumberPolicy, *, presentation: str | None = None
+) -> Verdict:
     """Decide whether a caller id may be called back, and its E.164 form if so."""
     if is_withheld(raw, presentation):
         return Refused(Refusal.WITHHELD)

@@ -23,3 +23,6 @@ SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY versi
 
 -- name: record
 INSERT INTO schema_migrations (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4);
+
+-- name: table_exists
+SELECT to_regclass('schema_migrations') IS NOT NULL;

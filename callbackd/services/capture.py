@@ -1,0 +1,296 @@
+"""Abandon capture: every caller who gave up becomes (or joins) one callback request.
+
+Writes are idempotent per (PBX, Uniqueid), so a live event and its queue_log replay never
+make two rows. While Postgres is unreachable, abandons wait in a bounded buffer and are
+written, in order, when it returns; an overflow is logged number by number and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+import structlog
+
+from callbackd.db.models import CallbackRequest
+from callbackd.db.sql import load_queries
+from callbackd.domain.capture import (
+    AgentConnected,
+    CampaignRef,
+    QueueAbandon,
+    Skip,
+    judge_abandon,
+)
+from callbackd.domain.numbers import Accepted, NumberPolicy, classify_caller
+
+# Errors that mean "the database is not there right now", as opposed to a bad statement.
+DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+class CaptureOutcome(StrEnum):
+    CREATED = "created"
+    MERGED = "merged"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+    NOT_OURS = "not_ours"
+    BUFFERED = "buffered"
+    LOST = "lost"
+
+
+@dataclass
+class CaptureStats:
+    created: int = 0
+    merged: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    buffered: int = 0
+    lost: int = 0
+    resolved_inbound: int = 0
+
+
+class AbandonCapture:
+    """Turns QueueAbandon / AgentConnected events into request rows."""
+
+    def __init__(
+        self,
+        pool: Any,
+        campaigns: Mapping[tuple[str, str], CampaignRef],
+        numbers: NumberPolicy,
+        *,
+        resolve_in_all_campaigns: bool = False,
+        buffer_limit: int = 10_000,
+        write_timeout: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._campaigns = dict(campaigns)
+        self._numbers = numbers
+        self._resolve_everywhere = resolve_in_all_campaigns
+        self._buffer: deque[QueueAbandon] = deque()
+        self._buffer_limit = buffer_limit
+        self._write_timeout = write_timeout
+        self._buffer_ready = asyncio.Event()
+        self._clock = clock
+        self._queries = load_queries("capture")
+        self.stats = CaptureStats()
+        self._log = structlog.get_logger("callbackd.capture")
+
+    # -- health ----------------------------------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def healthy(self) -> bool:
+        return not self._buffer
+
+    def campaign_for(self, pbx: str, queue: str) -> CampaignRef | None:
+        return self._campaigns.get((pbx, queue))
+
+    # -- abandons --------------------------------------------------------------------------
+    async def on_abandon(self, abandon: QueueAbandon) -> CaptureOutcome:
+        campaign = self.campaign_for(abandon.pbx, abandon.queue)
+        if campaign is None:
+            return CaptureOutcome.NOT_OURS
+        if self._buffer:  # keep order behind what is already waiting for the database
+            return self._buffer_abandon(abandon)
+        try:
+            return await self._record(abandon, campaign)
+        except DATABASE_DOWN as err:
+            self._log.error(
+                "database unavailable; abandon kept in memory",
+                error=type(err).__name__,
+                pbx=abandon.pbx,
+                queue=abandon.queue,
+                uniqueid=abandon.uniqueid,
+            )
+            return self._buffer_abandon(abandon)
+
+    async def _record(self, abandon: QueueAbandon, campaign: CampaignRef) -> CaptureOutcome:
+        now = self._clock()
+        verdict = judge_abandon(abandon, campaign, self._numbers, now=now)
+        q = self._queries
+        log = self._log.bind(
+            pbx=abandon.pbx,
+            queue=abandon.queue,
+            campaign=campaign.name,
+            uniqueid=abandon.uniqueid,
+            replayed=abandon.replayed,
+        )
+        async with self._pool.acquire(timeout=self._write_timeout) as conn, conn.transaction():
+            number = None if isinstance(verdict, Skip) else verdict.number
+            outcome_text = verdict.reason if isinstance(verdict, Skip) else "stored"
+            first_sighting = await conn.fetchval(
+                q["claim_abandon"],
+                abandon.pbx,
+                abandon.uniqueid,
+                abandon.queue,
+                number,
+                outcome_text,
+                abandon.abandoned_at,
+                timeout=self._write_timeout,
+            )
+            if first_sighting is None:
+                self.stats.duplicates += 1
+                return CaptureOutcome.DUPLICATE
+            if isinstance(verdict, Skip):
+                self.stats.skipped += 1
+                log.info(
+                    "abandon not stored",
+                    reason=verdict.reason,
+                    number=abandon.caller_number,
+                    hold_seconds=abandon.hold_seconds,
+                )
+                return CaptureOutcome.SKIPPED
+            row = await conn.fetchrow(
+                q["upsert_request_from_abandon"],
+                campaign.id,
+                verdict.number,
+                campaign.priority,
+                verdict.due_at,
+                abandon.joined_at,
+                abandon.abandoned_at,
+                abandon.pbx,
+                abandon.queue,
+                abandon.caller_name,
+                abandon.position,
+                abandon.original_position,
+                abandon.hold_seconds,
+                abandon.uniqueid,
+                abandon.linkedid,
+                timeout=self._write_timeout,
+            )
+            created = bool(row["created"])
+            request = CallbackRequest.from_record({k: v for k, v in row.items() if k != "created"})
+            await conn.execute(
+                q["link_abandon"],
+                abandon.pbx,
+                abandon.uniqueid,
+                request.id,
+                "stored" if created else "merged",
+                timeout=self._write_timeout,
+            )
+        if created:
+            self.stats.created += 1
+            log.info(
+                "callback request created",
+                request_id=request.id,
+                status=str(request.status),
+                number=request.number,
+                hold_seconds=abandon.hold_seconds,
+                due_at=request.due_at.isoformat(),
+                priority=request.priority,
+            )
+            return CaptureOutcome.CREATED
+        self.stats.merged += 1
+        log.info(
+            "callback request merged",
+            request_id=request.id,
+            status=str(request.status),
+            number=request.number,
+            abandon_count=request.abandon_count,
+        )
+        return CaptureOutcome.MERGED
+
+    # -- the caller got through ------------------------------------------------------------
+    async def on_agent_connect(self, event: AgentConnected) -> int:
+        """Close pending requests of a caller an operator just picked up; record who it was."""
+        campaign = self.campaign_for(event.pbx, event.queue)
+        if campaign is None and not self._resolve_everywhere:
+            return 0
+        verdict = classify_caller(event.caller_number, self._numbers)
+        if not isinstance(verdict, Accepted):
+            return 0
+        scope = None if self._resolve_everywhere or campaign is None else [campaign.id]
+        q = self._queries
+        async with self._pool.acquire(timeout=self._write_timeout) as conn, conn.transaction():
+            await conn.fetchval(
+                q["record_interaction"],
+                verdict.e164,
+                event.pbx,
+                event.queue,
+                event.member_interface,
+                "inbound",
+                event.uniqueid,
+                event.connected_at,
+                timeout=self._write_timeout,
+            )
+            rows = await conn.fetch(
+                q["resolve_inbound"],
+                verdict.e164,
+                scope,
+                f"answered by {event.member_interface} in {event.queue}",
+                timeout=self._write_timeout,
+            )
+        for row in rows:
+            request = CallbackRequest.from_record(row)
+            self.stats.resolved_inbound += 1
+            self._log.info(
+                "callback request resolved by inbound call",
+                request_id=request.id,
+                status=str(request.status),
+                number=request.number,
+                pbx=event.pbx,
+                queue=event.queue,
+                operator=event.member_interface,
+            )
+        return len(rows)
+
+    # -- the buffer for database outages ---------------------------------------------------
+    def _buffer_abandon(self, abandon: QueueAbandon) -> CaptureOutcome:
+        if len(self._buffer) >= self._buffer_limit:
+            self.stats.lost += 1
+            self._log.error(
+                "abandon LOST: database down and buffer full",
+                number=abandon.caller_number,
+                pbx=abandon.pbx,
+                queue=abandon.queue,
+                uniqueid=abandon.uniqueid,
+                buffer_limit=self._buffer_limit,
+                lost_total=self.stats.lost,
+            )
+            return CaptureOutcome.LOST
+        self._buffer.append(abandon)
+        self.stats.buffered += 1
+        self._buffer_ready.set()
+        return CaptureOutcome.BUFFERED
+
+    async def run_flusher(self, *, retry_seconds: float = 1.0) -> None:
+        """Write buffered abandons, oldest first, as soon as the database answers again."""
+        while True:
+            await self._buffer_ready.wait()
+            while self._buffer:
+                abandon = self._buffer[0]
+                campaign = self.campaign_for(abandon.pbx, abandon.queue)
+                try:
+                    if campaign is not None:
+                        await self._record(abandon, campaign)
+                except DATABASE_DOWN:
+                    await asyncio.sleep(retry_seconds)
+                    continue
+                except asyncpg.PostgresError:
+                    # One abandon the database rejects must not hold back the others.
+                    self._log.exception(
+                        "buffered abandon rejected by the database; dropped",
+                        number=abandon.caller_number,
+                        pbx=abandon.pbx,
+                        uniqueid=abandon.uniqueid,
+                    )
+                self._buffer.popleft()
+                if not self._buffer:
+                    self._log.info("database back; buffered abandons written")
+            self._buffer_ready.clear()
