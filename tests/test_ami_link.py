@@ -118,9 +118,7 @@ async def test_a_raising_handler_does_not_lose_the_next_events(server: FakeAmiSe
 
 async def test_only_wanted_events_are_queued(server: FakeAmiServer) -> None:
     collector = Collector()
-    link = AmiLink(
-        _config(await _port(server)), handler=collector, events={"QueueCallerAbandon"}
-    )
+    link = AmiLink(_config(await _port(server)), handler=collector, events={"QueueCallerAbandon"})
     async with running(link):
         await link.wait_up(3)
         server.push(_event("Newexten") + _event("QueueCallerAbandon", Queue="q"))
