@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_postgres"]
+pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_asterisk"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

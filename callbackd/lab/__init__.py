@@ -1,0 +1,1 @@
+"""The lab: a real Asterisk and a throwaway Postgres for tests, the demo and benchmarks."""
