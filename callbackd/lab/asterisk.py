@@ -142,6 +142,8 @@ class _Instance:
     callbackd_secret: str
     stdout: IO[bytes]
     process: subprocess.Popen[bytes] | None = None
+    log_offset: int = 0
+    """Size of messages.log when the current process was spawned: its boot starts there."""
 
 
 def default_root() -> Path:
@@ -196,35 +198,53 @@ class LabAsterisk:
         """
         if self._instance is not None:
             raise LabError(f"lab Asterisk already started in {self._instance.host_dir}")
-        chroot = self._check_environment()
+        self._check_environment()
         _remove_stale_instances(self.root / INSTANCES_DIR.relative_to("/"))
         instance = self._create_instance()
         self._instance = instance
-        started = time.monotonic()
         try:
-            instance.process = subprocess.Popen(
-                [
-                    chroot,
-                    str(self.root),
-                    "asterisk",
-                    "-C",
-                    self._inner("etc/asterisk.conf"),
-                    "-f",
-                    "-n",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=instance.stdout,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent_preexec(),
-            )
-            self._wait_booted(started + self.boot_timeout)
-            self._verify()
+            self._spawn(instance)
         except BaseException:
             self.stop()
             raise
-        self.boot_seconds = time.monotonic() - started
         return self
+
+    def restart(self, timeout: float = _STOP_TIMEOUT) -> None:
+        """Stop and start the same instance: same AMI port, secrets, config and logs.
+
+        What a PBX restart looks like to an AMI client: the connection drops, the port is
+        refused for a moment, then the same Asterisk answers again (queue_log kept).
+        """
+        instance = self._started()
+        process = instance.process
+        if process is not None and process.poll() is None:
+            self._stop_process(process, timeout)
+        self._spawn(instance)
+
+    def _spawn(self, instance: _Instance) -> None:
+        chroot = self._check_environment()
+        started = time.monotonic()
+        log_path = instance.host_dir / "log" / "messages.log"
+        instance.log_offset = log_path.stat().st_size if log_path.exists() else 0
+        instance.process = subprocess.Popen(
+            [
+                chroot,
+                str(self.root),
+                "asterisk",
+                "-C",
+                self._inner("etc/asterisk.conf"),
+                "-f",
+                "-n",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=instance.stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent_preexec(),
+        )
+        self._wait_booted(started + self.boot_timeout)
+        self._verify()
+        self.boot_seconds = time.monotonic() - started
 
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """Stop the Asterisk this object started and remove its instance directory.
@@ -537,6 +557,16 @@ class LabAsterisk:
             stdout=(host_dir / "asterisk.out").open("wb"),
         )
 
+    def _boot_log(self) -> str:
+        """What Asterisk wrote to messages.log since the current process was spawned."""
+        instance = self._started()
+        try:
+            with self.messages_log_path.open("rb") as handle:
+                handle.seek(instance.log_offset)
+                return handle.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def _wait_booted(self, deadline: float) -> None:
         """Poll (under the boot deadline) until Asterisk answers on its control socket."""
         instance = self._started()
@@ -573,11 +603,7 @@ class LabAsterisk:
 
     def _verify(self) -> None:
         """Fail loudly unless everything the lab relies on is really there."""
-        problems = [
-            line
-            for line in _tail(self.messages_log_path, 10_000).splitlines()
-            if _LOG_PROBLEM.match(line)
-        ]
+        problems = [line for line in self._boot_log().splitlines() if _LOG_PROBLEM.match(line)]
         if problems:
             raise LabError(
                 "Asterisk logged warnings/errors while booting:\n"

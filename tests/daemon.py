@@ -1,0 +1,92 @@
+"""Run the real callbackd Application inside a test, against the lab PBX and lab Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from callbackd.app import Application
+from callbackd.lab.asterisk import AmiAccount
+from callbackd.settings import Settings, load_settings
+
+LAB_PBX = "lab"
+
+
+def lab_settings(
+    dsn: str,
+    account: AmiAccount,
+    *,
+    queue_log_path: str | None = None,
+    campaigns: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings for a daemon on the lab: fast link timings, campaign 'sales' on lab-sales."""
+    endpoint: dict[str, Any] = {
+        "name": LAB_PBX,
+        "host": account.host,
+        "port": account.port,
+        "username": account.username,
+        "secret": account.secret,
+        "ping_interval_seconds": 1.0,
+        "ping_timeout_seconds": 1.0,
+        "connect_timeout_seconds": 2.0,
+        "action_timeout_seconds": 3.0,
+        "reconnect_backoff_initial_seconds": 0.1,
+        "reconnect_backoff_max_seconds": 0.5,
+    }
+    if queue_log_path is not None:
+        endpoint["queue_log_path"] = queue_log_path
+    return load_settings(
+        None,
+        env={},
+        database={"dsn": dsn, "min_connections": 1, "max_connections": 4},
+        ami=[endpoint],
+        phone={"default_region": "RU"},
+        campaigns=campaigns
+        if campaigns is not None
+        else {"sales": {"queue": "lab-sales", "min_hold_seconds": 2}},
+        logging={"format": "json", "mask_numbers": False},
+        daemon={"shutdown_grace_seconds": 5},
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def running_daemon(
+    settings: Settings, *, up_timeout: float = 10.0
+) -> AsyncIterator[Application]:
+    """Start Application.run as a task, wait until every AMI link is up, stop it afterwards."""
+    app = Application(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop), name="test-daemon")
+    try:
+        await wait_until(lambda: _links_up(app, task), timeout=up_timeout, what="AMI links up")
+        yield app
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+def _links_up(app: Application, task: asyncio.Task[int]) -> bool:
+    if task.done():
+        raise AssertionError(f"daemon exited early with {task.result()}")
+    return bool(app.links) and all(link.is_up for link in app.links.values())
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float, what: str
+) -> None:
+    """Poll a condition (sync or async) until it holds, or fail naming what was awaited."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(0.02)
