@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 from callbackd.ami.link import AmiLink, AmiLinkConfig, LinkState
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
+from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
-from tests.daemon import lab_settings, running_daemon, wait_until
 from tests.tcp_proxy import SilentableProxy
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]

@@ -1,4 +1,7 @@
-"""Run the real callbackd Application inside a test, against the lab PBX and lab Postgres."""
+"""Run the real callbackd Application in-process against the lab PBX and lab Postgres.
+
+Used by the end-to-end tests, the demo and the benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ async def running_daemon(
 
 def _links_up(app: Application, task: asyncio.Task[int]) -> bool:
     if task.done():
-        raise AssertionError(f"daemon exited early with {task.result()}")
+        raise RuntimeError(f"daemon exited early with {task.result()}")
     return bool(app.links) and all(link.is_up for link in app.links.values())
 
 
@@ -88,5 +91,5 @@ async def wait_until(
         if result:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+            raise TimeoutError(f"timed out after {timeout} s waiting for: {what}")
         await asyncio.sleep(0.02)
