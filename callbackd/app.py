@@ -17,8 +17,9 @@ import asyncpg
 import structlog
 
 from callbackd.ami.capture_events import CaptureEventHandler
-from callbackd.ami.events import CAPTURE_EVENTS
 from callbackd.ami.link import AmiLink, AmiLinkConfig, UpHook
+from callbackd.ami.router import EventRouter
+from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
 from callbackd.db.pool import create_pool
 from callbackd.domain.numbers import NumberPolicy
@@ -67,6 +68,7 @@ class Application:
     pool: Any = None
     capture: AbandonCapture | None = None
     links: dict[str, AmiLink] = field(default_factory=dict)
+    verifier: AccountVerifier | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -94,7 +96,7 @@ class Application:
 
     def health(self) -> dict[str, Any]:
         """One summary of every component, for the CLI, logs and the health endpoint."""
-        links = {
+        links: dict[str, dict[str, Any]] = {
             name: {
                 "state": str(link.health.state),
                 "since": link.health.since.isoformat(),
@@ -103,6 +105,9 @@ class Application:
             for name, link in self.links.items()
         }
         capture = self.capture
+        checks = self.verifier.results if self.verifier else {}
+        for name, check in checks.items():
+            links[name]["account_missing"] = list(check.missing)
         return {
             "ami": links,
             "capture": {
@@ -125,9 +130,24 @@ class Application:
             write_timeout=settings.database.command_timeout_seconds,
         )
         self.capture = capture
-        handler = CaptureEventHandler(capture)
+        capture_handler = CaptureEventHandler(capture)
+        verifier = AccountVerifier(timeout=5.0)
+        self.verifier = verifier
+        router = EventRouter(
+            {
+                "QueueCallerAbandon": capture_handler,
+                "AgentConnect": capture_handler,
+                PROBE_ROUTE: verifier.on_probe_event,
+            }
+        )
         for endpoint in settings.ami:
             hooks: list[UpHook] = []
+            if endpoint.verify_account:
+
+                async def verify(link: AmiLink) -> None:
+                    await verifier.verify(link)
+
+                hooks.append(verify)
             if endpoint.queue_log_path is not None:
                 replayer = QueueLogReplayer(
                     self.pool,
@@ -142,7 +162,7 @@ class Application:
 
                 hooks.append(replay)
             link = AmiLink(
-                link_config(endpoint), handler=handler, events=CAPTURE_EVENTS, on_up=hooks
+                link_config(endpoint), handler=router, events=router.event_names, on_up=hooks
             )
             self.links[endpoint.name] = link
             self.supervisor.start(f"ami-{endpoint.name}", link.run)

@@ -38,11 +38,22 @@ MAX_PRIORITY: Final = 999
 VAR_QUEUE: Final = "CALLBACKD_QUEUE"
 """The queue the routine sent the caller to (its first argument)."""
 
-CONTEXTS: Final = frozenset({QUEUE_CONTEXT})
+PROBE_CONTEXT: Final = "callbackd-probe"
+"""Originated by callbackd at connect time (``Local/s@callbackd-probe``): it answers, sends
+``UserEvent(CallbackdProbe)`` with the token and hangs up, proving the AMI account receives
+call-class (OriginateResponse) and user-class (UserEvent) events."""
+
+PROBE_EVENT: Final = "CallbackdProbe"
+"""UserEvent name the probe context sends."""
+
+VAR_PROBE_TOKEN: Final = "CALLBACKD_PROBE_TOKEN"  # noqa: S105 - a variable name, not a secret
+"""Hex token callbackd gives the probe call; echoed as the UserEvent's ``Token`` header."""
+
+CONTEXTS: Final = frozenset({QUEUE_CONTEXT, PROBE_CONTEXT})
 """Every context the shipped dialplan defines."""
 
-VARIABLES: Final = frozenset({VAR_PRIORITY, VAR_QUEUE})
+VARIABLES: Final = frozenset({VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN})
 """Every ``CALLBACKD_*`` channel variable the shipped dialplan sets or reads."""
 
-MANAGER_CHANNELVARS: Final = ",".join(sorted(VARIABLES))
+MANAGER_CHANNELVARS: Final = ",".join(sorted({VAR_PRIORITY, VAR_QUEUE}))
 """Value for manager.conf ``channelvars`` so AMI events carry the variables."""

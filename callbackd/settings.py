@@ -190,6 +190,12 @@ class AmiEndpoint(_Model):
     reconnect_backoff_max_seconds: Seconds = Field(
         default=30.0, description="Ceiling for the doubling reconnect delay."
     )
+    verify_account: bool = Field(
+        default=True,
+        description="On every connect, check the account's permissions and event filters "
+        "(ListCommands, QueueStatus, and a probe call into the shipped callbackd-probe "
+        "context) and log precisely what is missing.",
+    )
     queue_log_path: Path | None = Field(
         default=None,
         description=(

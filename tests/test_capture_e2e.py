@@ -76,9 +76,14 @@ async def test_abandoned_caller_becomes_one_open_request(
     pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
 ) -> None:
     settings = lab_settings(database, pbx.ami_callbackd)
-    async with running_daemon(settings):
+    async with running_daemon(settings) as app:
         uniqueid = await _abandon(ami_driver, NUMBER, wait=3, name="Иван Петров")
         [row] = await _wait_requests(db, 1)
+        verifier = app.verifier
+        assert verifier is not None
+        await wait_until(lambda: "lab" in verifier.results, timeout=5, what="account check")
+        assert verifier.results["lab"].ok
+        assert app.health()["ami"]["lab"]["state"] == "up"
     assert row["number"] == E164
     assert row["status"] == "pending"
     assert row["source"] == "abandon"

@@ -24,7 +24,7 @@ def test_callbackd_variables_match_in_code_and_documentation():
 
 
 def test_queue_routine_entry_and_defaults():
-    context = CODE.split(f"[{dialplan_contract.QUEUE_CONTEXT}]", 1)[1]
+    context = CODE.split(f"[{dialplan_contract.QUEUE_CONTEXT}]", 1)[1].split("\n[", 1)[0]
     assert re.search(rf"^exten => {dialplan_contract.QUEUE_ENTRY_EXTENSION},1,", context, re.M)
     assert f"Set({dialplan_contract.VAR_PRIORITY}={dialplan_contract.DEFAULT_PRIORITY})" in context
     digits = len(str(dialplan_contract.MAX_PRIORITY))

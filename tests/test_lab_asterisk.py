@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -172,6 +173,8 @@ def test_start_fails_loudly_and_cleans_up_when_the_shipped_dialplan_is_broken(
     shipped = SHIPPED_DIALPLAN_DIR / dialplan_contract.SHIPPED_DIALPLAN_FILE
     context = f"[{dialplan_contract.QUEUE_CONTEXT}]"
     (tmp_path / shipped.name).write_text(shipped.read_text().replace(context, "[typo]"))
+    (tmp_path / "manager.d").mkdir()
+    shutil.copy(SHIPPED_DIALPLAN_DIR / "manager.d" / "callbackd.conf", tmp_path / "manager.d")
     instances = lab_asterisk.instance_dir.parent
     before = set(instances.iterdir())
     lab = LabAsterisk(dialplan_dir=tmp_path)

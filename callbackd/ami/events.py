@@ -10,6 +10,10 @@ from callbackd.domain.capture import AgentConnected, QueueAbandon
 
 CAPTURE_EVENTS = ("QueueCallerAbandon", "AgentConnect")
 
+SUBSCRIBED_EVENTS = frozenset({*CAPTURE_EVENTS, "OriginateResponse", "UserEvent"})
+"""Every AMI event callbackd handles; the shipped manager.conf sample filters to exactly these
+(dialplan/manager.d/callbackd.conf, kept in step by a test)."""
+
 
 def _int(value: object) -> int | None:
     try:

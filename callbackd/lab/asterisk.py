@@ -45,6 +45,8 @@ def _shipped_dialplan_dir() -> Path:
 
 
 SHIPPED_DIALPLAN_DIR: Final = _shipped_dialplan_dir()
+SHIPPED_MANAGER_SAMPLE: Final = "manager.d/callbackd.conf"
+"""The AMI account sample sites copy into manager.conf (relative to the dialplan dir)."""
 """The shipped dialplan (the checkout's dialplan/), loaded exactly as sites include it."""
 
 INSTANCES_DIR: Final = PurePosixPath("/var/lib/callbackd-lab")
@@ -144,6 +146,21 @@ class _Instance:
     process: subprocess.Popen[bytes] | None = None
     log_offset: int = 0
     """Size of messages.log when the current process was spawned: its boot starts there."""
+
+
+def _shipped_manager_account(dialplan_dir: Path, secret: str) -> str:
+    """The shipped manager.conf sample for callbackd's account, with a real secret."""
+    sample = dialplan_dir / SHIPPED_MANAGER_SAMPLE
+    try:
+        text = sample.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabError(f"no shipped AMI account sample at {sample}") from None
+    if f"[{CALLBACKD_AMI_USER}]" not in text:
+        raise LabError(f"{sample} does not define the [{CALLBACKD_AMI_USER}] account")
+    rendered, count = re.subn(r"(?m)^secret\s*=.*$", f"secret = {secret}", text)
+    if count != 1:
+        raise LabError(f"{sample} must have exactly one 'secret =' line, found {count}")
+    return rendered
 
 
 def default_root() -> Path:
@@ -337,6 +354,13 @@ class LabAsterisk:
         instance = self._started()
         return AmiAccount(AMI_HOST, instance.ami_port, LAB_AMI_USER, instance.lab_secret)
 
+    def ami_test_account(self, username: str) -> AmiAccount:
+        """One of the deliberately under-privileged lab accounts (``lab-deaf``, ``lab-mute``)."""
+        if username not in ("lab-deaf", "lab-mute"):
+            raise LabError(f"no lab test account {username!r}")
+        instance = self._started()
+        return AmiAccount(AMI_HOST, instance.ami_port, username, instance.lab_secret)
+
     @property
     def ami_callbackd(self) -> AmiAccount:
         """The least-privilege account callbackd would get on a real site."""
@@ -520,6 +544,7 @@ class LabAsterisk:
         self, instance_id: str, inner_dir: PurePosixPath, host_dir: Path, module_dir: Path
     ) -> _Instance:
         ami_port = _free_tcp_port(AMI_HOST)
+        callbackd_secret = secrets.token_hex(16)
         values = {
             "etc_dir": str(inner_dir / "etc"),
             "module_dir": "/" + str(module_dir.relative_to(self.root)),
@@ -533,8 +558,8 @@ class LabAsterisk:
             "channelvars": dialplan_contract.MANAGER_CHANNELVARS,
             "lab_user": LAB_AMI_USER,
             "lab_secret": secrets.token_hex(16),
-            "callbackd_user": CALLBACKD_AMI_USER,
-            "callbackd_secret": secrets.token_hex(16),
+            "callbackd_secret": callbackd_secret,
+            "callbackd_account": _shipped_manager_account(self.dialplan_dir, callbackd_secret),
         }
         for source in sorted(PBX_DIR.iterdir()):
             if source.name.endswith(".conf"):
