@@ -92,7 +92,7 @@ class AmiLink:
         self.config = config
         self.name = config.name
         self._handler = handler
-        self._wanted = {e.lower() for e in events} if events is not None else None
+        self._wanted = frozenset(e.lower() for e in events) if events is not None else None
         self._on_up = tuple(on_up)
         self._protocol: AmiProtocol | None = None
         self._logged_in = False
@@ -175,6 +175,8 @@ class AmiLink:
                     on_malformed=self._on_malformed,
                     action_id_prefix=f"callbackd-{cfg.name}",
                     keepalive_seconds=int(cfg.ping_interval),
+                    wanted_events=self._wanted,
+                    on_skipped=self._count_ignored,
                 ),
                 cfg.host,
                 cfg.port,
@@ -310,6 +312,9 @@ class AmiLink:
                     if self._protocol is not None:
                         self._protocol.resume_reading()
             self._queue_ready.clear()
+
+    def _count_ignored(self) -> None:
+        self.stats.events_ignored += 1
 
     def _on_malformed(self, raw: bytes) -> None:
         self.stats.malformed_messages += 1

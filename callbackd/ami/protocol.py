@@ -70,8 +70,16 @@ class AmiProtocol(asyncio.Protocol):
         action_id_prefix: str,
         max_message_bytes: int = 1 << 20,
         keepalive_seconds: int = 10,
+        wanted_events: frozenset[str] | None = None,
+        on_skipped: Callable[[], None] | None = None,
     ) -> None:
         self._on_event = on_event
+        # Events nobody handles are dropped before they are decoded or parsed (the bulk of
+        # a busy PBX's stream); responses to our own actions are always parsed.
+        self._wanted = (
+            None if wanted_events is None else frozenset(e.lower().encode() for e in wanted_events)
+        )
+        self._on_skipped = on_skipped
         self._on_malformed = on_malformed
         self._prefix = action_id_prefix
         self._ids = itertools.count(1)
@@ -117,6 +125,8 @@ class AmiProtocol(asyncio.Protocol):
                 break
             raw = bytes(buffer[start:end])
             start = end + 4
+            if self._wanted is not None and self._skippable(raw):
+                continue
             message = parse_message(raw)
             if message is None:
                 if raw.strip():
@@ -177,6 +187,21 @@ class AmiProtocol(asyncio.Protocol):
         return len(self._pending)
 
     # -- internals -------------------------------------------------------------------------
+    def _skippable(self, raw: bytes) -> bool:
+        """An event we do not handle, that answers none of our pending actions."""
+        if not raw.startswith(b"Event: "):
+            return False
+        line_end = raw.find(b"\r\n")
+        name = raw[7:line_end] if line_end > 0 else raw[7:]
+        assert self._wanted is not None
+        if name.lower() in self._wanted:
+            return False
+        if self._pending and b"ActionID: " in raw:
+            return False
+        if self._on_skipped is not None:
+            self._on_skipped()
+        return True
+
     def _dispatch(self, message: Message) -> None:
         action_id = message.get("actionid")
         if action_id is not None:

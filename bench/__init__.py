@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures; speed targets live here, never in timed unit tests."""
