@@ -18,7 +18,7 @@ import multiprocessing
 import resource
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +142,7 @@ def _cpu() -> float:
 
 
 async def _measure(
-    name: str, expected: int, run: Callable[[asyncio.Event, list[int]], Awaitable[Any]]
+    name: str, expected: int, run: Callable[[asyncio.Event, list[int]], Coroutine[Any, Any, None]]
 ) -> Result:
     done = asyncio.Event()
     counter = [0]
