@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "interactions",
     "customers",
     "outbox",
+    "instances",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -39,6 +40,7 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.Interaction: "interactions",
     models.Customer: "customers",
     models.OutboxMessage: "outbox",
+    models.Instance: "instances",
 }
 
 

@@ -106,6 +106,7 @@ class CallbackRequest(Row):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    resolved_inbound_at: datetime | None
 
 
 class Attempt(Row):
@@ -128,6 +129,16 @@ class Attempt(Row):
     client_answered_at: datetime | None
     ended_at: datetime | None
     detail: dict[str, Any]
+    campaign_id: int | None
+    stage: str | None
+
+
+class Instance(Row):
+    name: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
 
 
 class Interaction(Row):

@@ -236,6 +236,9 @@ class AbandonCapture:
                 f"answered by {event.member_interface} in {event.queue}",
                 timeout=self._write_timeout,
             )
+            await conn.fetch(
+                q["mark_inbound_while_dialing"], verdict.e164, scope, timeout=self._write_timeout
+            )
         for row in rows:
             request = CallbackRequest.from_record(row)
             self.stats.resolved_inbound += 1

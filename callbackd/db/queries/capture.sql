@@ -49,6 +49,13 @@ SET status = 'resolved_inbound', status_reason = $3, closed_at = now(), updated_
 WHERE number = $1 AND status = 'pending' AND ($2::bigint[] IS NULL OR campaign_id = ANY ($2))
 RETURNING *;
 
+-- name: mark_inbound_while_dialing
+-- A request being dialled right now is closed by the dialer when its attempt ends.
+UPDATE callback_requests SET resolved_inbound_at = now(), updated_at = now()
+WHERE number = $1 AND status = 'dialing' AND resolved_inbound_at IS NULL
+  AND ($2::bigint[] IS NULL OR campaign_id = ANY ($2))
+RETURNING id;
+
 -- name: record_interaction
 INSERT INTO interactions (number, pbx, queue, operator_interface, source, uniqueid, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -1,0 +1,97 @@
+-- The dialer (callbackd/services/dialer.py).
+
+-- name: register_instance
+INSERT INTO instances (name, hostname, pid) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE
+    SET hostname = excluded.hostname, pid = excluded.pid, started_at = now(), heartbeat_at = now();
+
+-- name: heartbeat
+WITH me AS (
+    UPDATE instances SET heartbeat_at = now() WHERE name = $1 RETURNING name
+)
+UPDATE attempts SET heartbeat_at = now()
+WHERE claimed_by = $1 AND state <> 'finished' AND EXISTS (SELECT 1 FROM me);
+
+-- name: adopt_orphans
+-- In-flight attempts of this instance's previous life, or of instances whose heartbeat
+-- stopped: this instance takes them over and reconciles them with Asterisk.
+UPDATE attempts SET claimed_by = $1, heartbeat_at = now()
+WHERE state <> 'finished'
+  AND (claimed_by = $1
+       OR claimed_by IN (SELECT name FROM instances WHERE name <> $1 AND heartbeat_at < now() - $2::interval)
+       OR claimed_by NOT IN (SELECT name FROM instances))
+RETURNING *;
+
+-- name: claim_next
+-- One statement: pick the best due request of the campaign that no call is in flight for,
+-- lock it (skipping rows another instance holds), mark it dialing, and write the attempt
+-- with the channel ids we will give the Originate. The partial unique indexes on attempts
+-- refuse a second in-flight call to the same number or operator, whoever tries.
+WITH candidate AS (
+    SELECT r.id
+    FROM callback_requests r
+    WHERE r.campaign_id = $1
+      AND r.status = 'pending'
+      AND r.due_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
+      )
+    ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
+    LIMIT 1
+    FOR UPDATE OF r SKIP LOCKED
+), claimed AS (
+    UPDATE callback_requests r
+    SET status = 'dialing', updated_at = now()
+    FROM candidate c
+    WHERE r.id = c.id
+    RETURNING r.*
+), attempt AS (
+    INSERT INTO attempts (
+        id, request_id, campaign_id, number, pbx, operator_interface,
+        operator_channel_id, client_channel_id, claimed_by, state
+    )
+    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7, 'originating'
+    FROM claimed
+    RETURNING *
+)
+SELECT to_jsonb(claimed.*) AS request, to_jsonb(attempt.*) AS attempt FROM claimed, attempt;
+
+-- name: set_attempt_state
+UPDATE attempts
+SET state = $2,
+    stage = COALESCE($3, stage),
+    operator_answered_at = CASE WHEN $2 = 'operator_answered' AND operator_answered_at IS NULL
+                                THEN now() ELSE operator_answered_at END,
+    client_answered_at = CASE WHEN $2 = 'bridged' AND client_answered_at IS NULL
+                              THEN now() ELSE client_answered_at END
+WHERE id = $1 AND state <> 'finished';
+
+-- name: finish_attempt
+UPDATE attempts
+SET state = 'finished', outcome = $2, dial_status = $3, hangup_by = $4, talk_seconds = $5,
+    stage = COALESCE($6, stage), ended_at = now(), detail = detail || $7::jsonb
+WHERE id = $1 AND state <> 'finished'
+RETURNING *;
+
+-- name: reschedule_request
+UPDATE callback_requests
+SET status = 'pending', due_at = $2, client_attempts = client_attempts + $3,
+    operator_declines = operator_declines + $4, status_reason = $5, updated_at = now()
+WHERE id = $1 AND status = 'dialing'
+RETURNING *;
+
+-- name: close_request
+UPDATE callback_requests
+SET status = $2, status_reason = $3, client_attempts = client_attempts + $4,
+    closed_at = now(), updated_at = now()
+WHERE id = $1 AND status = 'dialing'
+RETURNING *;
+
+-- name: get_request
+SELECT * FROM callback_requests WHERE id = $1;
+
+-- name: client_attempts_since
+SELECT count(*) FROM attempts
+WHERE number = $1 AND created_at >= $2
+  AND outcome IN ('completed', 'busy', 'no_answer', 'congestion', 'unavailable', 'short_call',
+                  'client_declined', 'unknown');
