@@ -1,0 +1,293 @@
+"""Which operators are free to take a callback, and how many callbacks to release now.
+
+The AMI adapter turns ``QueueStatus``/``QueueMember*``/``QueueCaller*`` events into the plain
+values below; this module only keeps and judges them. Live callers in the queue come first:
+callbackd must never take an operator a waiting caller would have got.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from fractions import Fraction
+
+__all__ = [
+    "DeviceState",
+    "MemberState",
+    "OperatorBoard",
+    "ReleaseLimiter",
+    "release_slots",
+]
+
+_MICROSECOND = timedelta(microseconds=1)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class DeviceState(IntEnum):
+    """Asterisk device state codes (``AST_DEVICE_*``), as QueueMember ``Status`` carries them."""
+
+    UNKNOWN = 0
+    NOT_INUSE = 1
+    INUSE = 2
+    BUSY = 3
+    INVALID = 4
+    UNAVAILABLE = 5
+    RINGING = 6
+    RINGINUSE = 7
+    ONHOLD = 8
+
+
+# States proving that a call reached the device: a reservation has done its job once one is
+# seen, and the device state itself keeps the operator busy from then on.
+_REACHED = frozenset(
+    {
+        DeviceState.INUSE,
+        DeviceState.BUSY,
+        DeviceState.RINGING,
+        DeviceState.RINGINUSE,
+        DeviceState.ONHOLD,
+    }
+)
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """One queue member as AMI last described it."""
+
+    queue: str
+    interface: str
+    state_interface: str
+    name: str
+    status: int
+    """Asterisk device state code, see :class:`DeviceState`."""
+    paused: bool = False
+    in_call: bool = False
+    last_call_end: datetime | None = None
+    """When the member's last queue call ended (AMI ``LastCall``); None if never."""
+    wrapup_seconds: int = 0
+    """The queue's own ``wrapuptime`` for this member."""
+
+    def __post_init__(self) -> None:
+        if self.wrapup_seconds < 0:
+            raise ValueError("wrapup_seconds must not be negative")
+        if self.last_call_end is not None and (
+            self.last_call_end.tzinfo is None or self.last_call_end.utcoffset() is None
+        ):
+            raise ValueError("last_call_end must be timezone-aware")
+
+    @property
+    def device(self) -> str:
+        """The phone behind the member: what rings, whichever queue the call comes from."""
+        return self.state_interface or self.interface
+
+
+class OperatorBoard:
+    """Operators per queue, live callers per queue, and callbackd's own reservations.
+
+    A plain in-memory model owned by one task. Reservations are kept per device, not per
+    queue: an operator who is a member of two queues has one phone, and callbackd ringing it
+    for one queue makes it busy for the other too.
+    """
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, MemberState]] = {}
+        self._waiting: dict[str, int] = {}
+        self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
+
+    # ----------------------------------------------------------------- feeding
+
+    def replace_queue(
+        self, queue: str, members: Iterable[MemberState], callers_waiting: int
+    ) -> None:
+        """Take a ``QueueStatus`` snapshot as the whole truth about *queue*."""
+        if callers_waiting < 0:
+            raise ValueError("callers_waiting must not be negative")
+        fresh: dict[str, MemberState] = {}
+        for member in members:
+            if member.queue != queue:
+                raise ValueError(f"member {member.interface!r} belongs to {member.queue!r}")
+            fresh[member.interface] = member
+        for member in fresh.values():
+            self._note_device_state(member)
+        self._members[queue] = fresh
+        self._waiting[queue] = callers_waiting
+
+    def update_member(self, member: MemberState) -> None:
+        """A ``QueueMemberStatus``/``QueueMemberPause``/``QueueMemberAdded`` event."""
+        self._members.setdefault(member.queue, {})[member.interface] = member
+        self._note_device_state(member)
+
+    def remove_member(self, queue: str, interface: str) -> None:
+        """A ``QueueMemberRemoved`` event (unknown members are ignored)."""
+        self._members.get(queue, {}).pop(interface, None)
+
+    def caller_joined(self, queue: str) -> None:
+        self._waiting[queue] = self._waiting.get(queue, 0) + 1
+
+    def caller_left(self, queue: str) -> None:
+        """A caller left (answered or abandoned); never below zero, events can be lost."""
+        self._waiting[queue] = max(0, self._waiting.get(queue, 0) - 1)
+
+    # ----------------------------------------------------------------- reservations
+
+    def reserve(self, queue: str, interface: str, until: datetime) -> None:
+        """callbackd has just originated to this operator: hold them until the device state
+        shows the call (ringing/in use) or until *until*, whichever comes first.
+
+        Without it, the few hundred milliseconds before the device state changes would let
+        the next tick pick the same operator again.
+        """
+        self._reserved[self._device_of(queue, interface)] = until
+
+    def release(self, queue: str, interface: str) -> None:
+        """Drop a reservation early (the Originate failed or was never sent)."""
+        self._reserved.pop(self._device_of(queue, interface), None)
+        self._reserved.pop(interface, None)
+
+    # ----------------------------------------------------------------- queries
+
+    def free_members(
+        self, queue: str, now: datetime, *, wrapup_seconds: int | None = None
+    ) -> list[MemberState]:
+        """Members of *queue* who may be rung now, longest-idle first.
+
+        Free means: device idle (``NOT_INUSE``, or ``UNKNOWN`` -- some channel drivers never
+        report idle -- when not in a call), not paused, not in a queue call, not reserved, and
+        past the wrap-up time after their last call (the larger of the member's and
+        *wrapup_seconds*, the campaign's). Longest-idle first is how a queue with
+        ``strategy=leastrecent`` would choose, so callbacks spread the load the same way.
+        """
+        campaign_wrapup = wrapup_seconds or 0
+        free = [
+            member
+            for member in self._members.get(queue, {}).values()
+            if self._is_free(member, now, campaign_wrapup)
+        ]
+        free.sort(
+            key=lambda m: (m.last_call_end is not None, m.last_call_end or _NEVER, m.interface)
+        )
+        return free
+
+    def callers_waiting(self, queue: str) -> int:
+        return self._waiting.get(queue, 0)
+
+    def members(self, queue: str) -> list[MemberState]:
+        """Every known member of *queue*, free or not (status displays, tests)."""
+        return list(self._members.get(queue, {}).values())
+
+    # ----------------------------------------------------------------- internals
+
+    def _device_of(self, queue: str, interface: str) -> str:
+        member = self._members.get(queue, {}).get(interface)
+        return member.device if member is not None else interface
+
+    def _note_device_state(self, member: MemberState) -> None:
+        if member.in_call or member.status in _REACHED:
+            self._reserved.pop(member.device, None)
+            self._reserved.pop(member.interface, None)
+
+    def _is_reserved(self, member: MemberState, now: datetime) -> bool:
+        return any(
+            now < until
+            for key in {member.device, member.interface}
+            if (until := self._reserved.get(key)) is not None
+        )
+
+    def _is_free(self, member: MemberState, now: datetime, campaign_wrapup: int) -> bool:
+        idle = member.status == DeviceState.NOT_INUSE or (
+            member.status == DeviceState.UNKNOWN and not member.in_call
+        )
+        if not idle or member.paused or member.in_call or self._is_reserved(member, now):
+            return False
+        if member.last_call_end is None:
+            return True
+        wrapup = timedelta(seconds=max(member.wrapup_seconds, campaign_wrapup))
+        return now >= member.last_call_end + wrapup
+
+
+def release_slots(
+    free_operators: int,
+    callers_waiting: int,
+    *,
+    interleave: bool = False,
+    oldest_callback_joined: datetime | None = None,
+    oldest_caller_joined: datetime | None = None,
+) -> int:
+    """How many callbacks may be started now in one queue.
+
+    Live callers first: every waiting caller is owed a free operator, so callbacks get
+    ``max(0, free - waiting)``.
+
+    With *interleave*, the line is ordered by when people first joined the queue: if the
+    oldest callback's caller joined before every caller now waiting, that callback is at the
+    head of the line and gets ONE operator even when the waiting callers would take them
+    all. Only one, because nothing is known about where the next callback stands; once it
+    has been started (and its operator reserved) the next call decides again with the
+    next-oldest callback, so callbacks and live callers alternate by age. Equal join
+    times go to the live caller, and unknown join times never jump the line.
+    """
+    if free_operators < 0 or callers_waiting < 0:
+        raise ValueError("free_operators and callers_waiting must not be negative")
+    slots = max(0, free_operators - callers_waiting)
+    if (
+        interleave
+        and slots == 0
+        and free_operators > 0
+        and oldest_callback_joined is not None
+        and oldest_caller_joined is not None
+        and oldest_callback_joined < oldest_caller_joined
+    ):
+        return 1
+    return slots
+
+
+class ReleaseLimiter:
+    """Token bucket: at most *capacity* releases at once, refilled at *per_minute*.
+
+    After an outage every overdue request is due at the same moment; releasing them all
+    would ring every operator at once and starve the live queue. Time is passed in, so the
+    bucket is exact and testable; arithmetic is done in fractions of a token per
+    microsecond, so :meth:`next_available` is a time at which :meth:`take` succeeds.
+    """
+
+    def __init__(self, capacity: int, per_minute: float) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        if not per_minute > 0 or not math.isfinite(per_minute):
+            raise ValueError("per_minute must be a positive number")
+        self.capacity = capacity
+        self.per_minute = per_minute
+        self._rate = Fraction(per_minute) / 60_000_000  # tokens per microsecond
+        self._tokens = Fraction(capacity)
+        self._stamp: datetime | None = None
+
+    def take(self, now: datetime) -> bool:
+        """Use one token if there is one. A clock stepping backwards refills nothing."""
+        self._tokens = self._level(now)
+        if self._stamp is None or now > self._stamp:
+            self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def available(self, now: datetime) -> float:
+        """Tokens in the bucket at *now* (for metrics; does not take any)."""
+        return float(self._level(now))
+
+    def next_available(self, now: datetime) -> datetime:
+        """The earliest instant >= *now* at which :meth:`take` will succeed."""
+        base = now if self._stamp is None or now >= self._stamp else self._stamp
+        missing = 1 - self._level(base)
+        if missing <= 0:
+            return now
+        return base + math.ceil(missing / self._rate) * _MICROSECOND
+
+    def _level(self, now: datetime) -> Fraction:
+        if self._stamp is None or now <= self._stamp:
+            return self._tokens
+        elapsed = (now - self._stamp) // _MICROSECOND
+        return min(Fraction(self.capacity), self._tokens + elapsed * self._rate)

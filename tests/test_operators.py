@@ -1,0 +1,448 @@
+"""Operator availability, release slots and the release rate limiter."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callbackd.domain.operators import (
+    DeviceState,
+    MemberState,
+    OperatorBoard,
+    ReleaseLimiter,
+    release_slots,
+)
+
+NOW = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)
+Q = "support"
+
+
+def member(interface: str = "PJSIP/101", **changes: Any) -> MemberState:
+    base = MemberState(
+        queue=Q,
+        interface=interface,
+        state_interface=interface,
+        name=interface.rsplit("/", 1)[-1],
+        status=DeviceState.NOT_INUSE,
+    )
+    return replace(base, **changes)
+
+
+def interfaces(members: list[MemberState]) -> list[str]:
+    return [m.interface for m in members]
+
+
+def board_with(*members: MemberState, waiting: int = 0) -> OperatorBoard:
+    board = OperatorBoard()
+    board.replace_queue(Q, members, waiting)
+    return board
+
+
+# --------------------------------------------------------------------------- member state
+
+
+def test_member_state_is_frozen_and_validated() -> None:
+    m = member()
+    with pytest.raises(AttributeError):
+        m.paused = True  # type: ignore[misc]
+    with pytest.raises(ValueError, match="wrapup"):
+        member(wrapup_seconds=-1)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        member(last_call_end=datetime(2024, 6, 5, 11))
+
+
+def test_device_is_the_state_interface_when_there_is_one() -> None:
+    local = member("Local/101@agents/n", state_interface="PJSIP/101")
+    assert local.device == "PJSIP/101"
+    assert member("PJSIP/102", state_interface="").device == "PJSIP/102"
+
+
+# --------------------------------------------------------------------------- free members
+
+
+@pytest.mark.parametrize(
+    ("status", "free"),
+    [
+        (DeviceState.UNKNOWN, True),
+        (DeviceState.NOT_INUSE, True),
+        (DeviceState.INUSE, False),
+        (DeviceState.BUSY, False),
+        (DeviceState.INVALID, False),
+        (DeviceState.UNAVAILABLE, False),
+        (DeviceState.RINGING, False),
+        (DeviceState.RINGINUSE, False),
+        (DeviceState.ONHOLD, False),
+        (42, False),  # a code from a future Asterisk is not "free"
+    ],
+)
+def test_only_idle_devices_are_free(status: int, free: bool) -> None:
+    board = board_with(member(status=status))
+    assert bool(board.free_members(Q, NOW)) is free
+
+
+def test_plain_ints_from_the_adapter_work() -> None:
+    assert interfaces(board_with(member(status=1)).free_members(Q, NOW)) == ["PJSIP/101"]
+
+
+def test_unknown_state_in_a_call_is_not_free() -> None:
+    assert board_with(member(status=DeviceState.UNKNOWN, in_call=True)).free_members(Q, NOW) == []
+
+
+def test_paused_and_in_call_members_are_not_free() -> None:
+    board = board_with(member("PJSIP/1", paused=True), member("PJSIP/2", in_call=True))
+    assert board.free_members(Q, NOW) == []
+
+
+def test_wrapup_after_the_last_call() -> None:
+    m = member(last_call_end=NOW - timedelta(seconds=20), wrapup_seconds=30)
+    board = board_with(m)
+    assert board.free_members(Q, NOW) == []
+    assert board.free_members(Q, NOW + timedelta(seconds=9)) == []
+    assert board.free_members(Q, NOW + timedelta(seconds=10)) == [m]
+
+
+def test_the_longer_of_member_and_campaign_wrapup_wins() -> None:
+    m = member(last_call_end=NOW - timedelta(seconds=20), wrapup_seconds=10)
+    board = board_with(m)
+    assert board.free_members(Q, NOW) == [m]
+    assert board.free_members(Q, NOW, wrapup_seconds=25) == []
+    assert board.free_members(Q, NOW, wrapup_seconds=20) == [m]
+    assert board.free_members(Q, NOW, wrapup_seconds=5) == [m]
+
+
+def test_free_members_longest_idle_first() -> None:
+    board = board_with(
+        member("PJSIP/recent", last_call_end=NOW - timedelta(minutes=1)),
+        member("PJSIP/old", last_call_end=NOW - timedelta(hours=1)),
+        member("PJSIP/never-b"),
+        member("PJSIP/never-a"),
+        member("PJSIP/busy", status=DeviceState.INUSE, last_call_end=NOW - timedelta(days=1)),
+    )
+    assert interfaces(board.free_members(Q, NOW)) == [
+        "PJSIP/never-a",
+        "PJSIP/never-b",
+        "PJSIP/old",
+        "PJSIP/recent",
+    ]
+
+
+def test_unknown_queue_has_nobody_and_nobody_waiting() -> None:
+    board = OperatorBoard()
+    assert board.free_members("nope", NOW) == []
+    assert board.callers_waiting("nope") == 0
+    assert board.members("nope") == []
+
+
+# --------------------------------------------------------------------------- feeding
+
+
+def test_snapshot_replaces_the_queue() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"), waiting=4)
+    board.replace_queue(Q, [member("PJSIP/2", paused=True), member("PJSIP/3")], 1)
+    assert sorted(interfaces(board.members(Q))) == ["PJSIP/2", "PJSIP/3"]
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/3"]
+    assert board.callers_waiting(Q) == 1
+
+
+def test_snapshot_of_one_queue_leaves_others_alone() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.replace_queue("sales", [member("PJSIP/9", queue="sales")], 2)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+    assert interfaces(board.free_members("sales", NOW)) == ["PJSIP/9"]
+    assert board.callers_waiting(Q) == 0
+
+
+def test_snapshot_refuses_members_of_another_queue_and_negative_counts() -> None:
+    board = OperatorBoard()
+    with pytest.raises(ValueError, match="belongs to"):
+        board.replace_queue(Q, [member(queue="sales")], 0)
+    with pytest.raises(ValueError, match="negative"):
+        board.replace_queue(Q, [], -1)
+
+
+def test_update_member_adds_and_changes() -> None:
+    board = OperatorBoard()
+    board.update_member(member("PJSIP/1"))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+    board.update_member(member("PJSIP/1", paused=True))
+    assert board.free_members(Q, NOW) == []
+    board.update_member(member("PJSIP/1", paused=False, status=DeviceState.INUSE))
+    assert board.free_members(Q, NOW) == []
+    board.update_member(member("PJSIP/1"))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_remove_member() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    board.remove_member(Q, "PJSIP/1")
+    board.remove_member(Q, "PJSIP/absent")
+    board.remove_member("other", "PJSIP/2")
+    assert interfaces(board.members(Q)) == ["PJSIP/2"]
+
+
+def test_callers_join_and_leave_never_below_zero() -> None:
+    board = OperatorBoard()
+    board.caller_joined(Q)
+    board.caller_joined(Q)
+    assert board.callers_waiting(Q) == 2
+    board.caller_left(Q)
+    board.caller_left(Q)
+    board.caller_left(Q)  # a lost join event must not make the count negative
+    assert board.callers_waiting(Q) == 0
+    board.caller_joined(Q)
+    assert board.callers_waiting(Q) == 1
+
+
+# --------------------------------------------------------------------------- reservations
+
+
+def test_a_reserved_operator_is_not_free_until_the_deadline() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=5))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
+    assert interfaces(board.free_members(Q, NOW + timedelta(seconds=4))) == ["PJSIP/2"]
+    assert interfaces(board.free_members(Q, NOW + timedelta(seconds=5))) == ["PJSIP/1", "PJSIP/2"]
+
+
+def test_an_idle_update_does_not_end_a_reservation() -> None:
+    # The snapshot/event may still say "idle" in the instant after the Originate.
+    board = board_with(member("PJSIP/1"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=5))
+    board.update_member(member("PJSIP/1"))
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    assert board.free_members(Q, NOW) == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        DeviceState.RINGING,
+        DeviceState.INUSE,
+        DeviceState.BUSY,
+        DeviceState.RINGINUSE,
+        DeviceState.ONHOLD,
+    ],
+)
+def test_the_device_state_takes_over_from_a_reservation(status: DeviceState) -> None:
+    board = board_with(member("PJSIP/1"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=30))
+    board.update_member(member("PJSIP/1", status=status))
+    assert board.free_members(Q, NOW) == []
+    # The call is over (the operator rejected it, say): free again before the deadline.
+    board.update_member(member("PJSIP/1"))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_in_call_in_a_snapshot_also_ends_the_reservation() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=30))
+    board.replace_queue(Q, [member("PJSIP/1", in_call=True)], 0)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_release_ends_a_reservation_early() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(minutes=1))
+    board.release(Q, "PJSIP/1")
+    board.release(Q, "PJSIP/1")  # twice is harmless
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_a_reservation_covers_the_same_phone_in_every_queue() -> None:
+    board = board_with(member("Local/101@agents/n", state_interface="PJSIP/101"))
+    board.replace_queue(
+        "sales", [member("PJSIP/101", queue="sales", state_interface="PJSIP/101")], 0
+    )
+    board.reserve(Q, "Local/101@agents/n", NOW + timedelta(seconds=10))
+    assert board.free_members(Q, NOW) == []
+    assert board.free_members("sales", NOW) == []
+    board.release("sales", "PJSIP/101")
+    assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_reservation_made_before_the_member_is_known_still_holds() -> None:
+    board = OperatorBoard()
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=10))
+    board.update_member(member("PJSIP/1"))
+    assert board.free_members(Q, NOW) == []
+    board.release(Q, "PJSIP/1")
+    assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_new_reservation_replaces_the_old_deadline() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=60))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=5))
+    assert len(board.free_members(Q, NOW + timedelta(seconds=5))) == 1
+
+
+# --------------------------------------------------------------------------- release_slots
+
+
+@pytest.mark.parametrize(
+    ("free", "waiting", "slots"),
+    [(0, 0, 0), (3, 0, 3), (3, 1, 2), (3, 3, 0), (1, 5, 0), (0, 2, 0), (5, 2, 3)],
+)
+def test_live_callers_come_first(free: int, waiting: int, slots: int) -> None:
+    assert release_slots(free, waiting) == slots
+
+
+OLD = NOW - timedelta(minutes=10)
+NEW = NOW - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("free", "waiting", "callback", "caller", "slots"),
+    [
+        (1, 1, OLD, NEW, 1),  # the callback joined first: it is at the head of the line
+        (2, 5, OLD, NEW, 1),  # one slot only, even with several operators free
+        (0, 3, OLD, NEW, 0),  # no operator, no slot
+        (1, 1, NEW, OLD, 0),  # the live caller joined first
+        (1, 1, OLD, OLD, 0),  # a tie goes to the live caller
+        (1, 1, None, NEW, 0),  # unknown join times never jump the line
+        (1, 1, OLD, None, 0),
+        (4, 1, OLD, NEW, 3),  # spare operators: interleave changes nothing
+        (2, 0, OLD, None, 2),
+    ],
+)
+def test_interleave_by_join_time(
+    free: int,
+    waiting: int,
+    callback: datetime | None,
+    caller: datetime | None,
+    slots: int,
+) -> None:
+    assert (
+        release_slots(
+            free,
+            waiting,
+            interleave=True,
+            oldest_callback_joined=callback,
+            oldest_caller_joined=caller,
+        )
+        == slots
+    )
+
+
+def test_without_interleave_join_times_are_ignored() -> None:
+    assert release_slots(1, 1, oldest_callback_joined=OLD, oldest_caller_joined=NEW) == 0
+
+
+def test_release_slots_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        release_slots(-1, 0)
+    with pytest.raises(ValueError, match="negative"):
+        release_slots(1, -1)
+
+
+join_times = st.none() | st.datetimes(datetime(2024, 1, 1), datetime(2024, 1, 2)).map(
+    lambda d: d.replace(tzinfo=UTC)
+)
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.booleans(), join_times, join_times)
+def test_release_slots_properties(
+    free: int,
+    waiting: int,
+    interleave: bool,
+    callback: datetime | None,
+    caller: datetime | None,
+) -> None:
+    slots = release_slots(
+        free,
+        waiting,
+        interleave=interleave,
+        oldest_callback_joined=callback,
+        oldest_caller_joined=caller,
+    )
+    base = max(0, free - waiting)
+    assert 0 <= slots <= free  # never more callbacks than free operators
+    assert base <= slots <= base + 1  # interleave adds at most one over "callers first"
+    if not interleave:
+        assert slots == base
+    if slots > base:
+        assert callback is not None
+        assert caller is not None
+        assert callback < caller
+
+
+# --------------------------------------------------------------------------- ReleaseLimiter
+
+
+def test_limiter_allows_a_burst_of_capacity_then_refills() -> None:
+    limiter = ReleaseLimiter(capacity=3, per_minute=6)  # one token every 10 s
+    assert [limiter.take(NOW) for _ in range(4)] == [True, True, True, False]
+    assert not limiter.take(NOW + timedelta(seconds=9))
+    assert limiter.take(NOW + timedelta(seconds=10))
+    assert not limiter.take(NOW + timedelta(seconds=10))
+
+
+def test_a_long_outage_refills_only_up_to_capacity() -> None:
+    limiter = ReleaseLimiter(capacity=2, per_minute=60)
+    assert limiter.take(NOW)
+    later = NOW + timedelta(hours=5)
+    assert limiter.available(later) == 2
+    assert [limiter.take(later) for _ in range(3)] == [True, True, False]
+
+
+def test_clock_stepping_back_refills_nothing() -> None:
+    limiter = ReleaseLimiter(capacity=1, per_minute=1)
+    assert limiter.take(NOW)
+    assert not limiter.take(NOW - timedelta(hours=1))
+    assert not limiter.take(NOW + timedelta(seconds=59))
+    assert limiter.take(NOW + timedelta(seconds=60))
+
+
+def test_next_available() -> None:
+    limiter = ReleaseLimiter(capacity=1, per_minute=7)  # awkward rate on purpose
+    assert limiter.next_available(NOW) == NOW
+    assert limiter.take(NOW)
+    at = limiter.next_available(NOW)
+    assert at > NOW
+    assert not limiter.take(at - timedelta(microseconds=1))
+    assert limiter.take(at)
+
+
+def test_fractional_rates() -> None:
+    limiter = ReleaseLimiter(capacity=1, per_minute=0.5)
+    assert limiter.take(NOW)
+    assert limiter.next_available(NOW) == NOW + timedelta(minutes=2)
+
+
+def test_limiter_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        ReleaseLimiter(0, 10)
+    for rate in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="per_minute"):
+            ReleaseLimiter(1, rate)
+
+
+@given(
+    st.integers(1, 20),
+    st.floats(0.01, 10_000),
+    st.lists(st.integers(0, 120_000_000), min_size=1, max_size=60),
+)
+@settings(deadline=None)
+def test_limiter_never_exceeds_its_budget(capacity: int, rate: float, gaps: list[int]) -> None:
+    limiter = ReleaseLimiter(capacity, rate)
+    now = NOW
+    taken = 0
+    for gap in gaps:
+        now += timedelta(microseconds=gap)
+        expected_at = limiter.next_available(now)
+        assert expected_at >= now
+        if limiter.take(now):
+            taken += 1
+        else:
+            assert expected_at > now
+            assert limiter.take(expected_at)  # next_available is exact
+            taken += 1
+            now = expected_at
+    elapsed_minutes = (now - NOW).total_seconds() / 60
+    assert taken <= capacity + rate * elapsed_minutes + 1e-6
