@@ -16,19 +16,24 @@ from typing import Any
 import asyncpg
 import structlog
 
+from callbackd import dialplan_contract as contract
 from callbackd.ami.capture_events import CaptureEventHandler
 from callbackd.ami.link import AmiLink, AmiLinkConfig, UpHook
+from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler
 from callbackd.ami.router import EventRouter
 from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
-from callbackd.db.pool import create_pool
+from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
+from callbackd.domain.operators import OperatorBoard
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.queue_log import QueueLogReplayer
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
 
+DUE_CHANNEL = "callbackd_request_due"
 EXIT_OK = 0
 EXIT_FAILED = 1
 
@@ -69,6 +74,8 @@ class Application:
     capture: AbandonCapture | None = None
     links: dict[str, AmiLink] = field(default_factory=dict)
     verifier: AccountVerifier | None = None
+    dialer: Dialer | None = None
+    boards: dict[str, OperatorBoard] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -88,8 +95,12 @@ class Application:
                 campaigns=sorted(self.settings.campaigns),
             )
             await stop.wait()
-            log.info("stopping", deadline=self.settings.daemon.shutdown_grace_seconds)
-            await self.supervisor.stop(self.settings.daemon.shutdown_grace_seconds)
+            grace = self.settings.daemon.shutdown_grace_seconds
+            log.info("stopping", deadline=grace)
+            if self.dialer is not None:
+                left = await self.dialer.drain(grace)
+                log.info("dialer drained", calls_left_in_flight=left)
+            await self.supervisor.stop(5.0)
             return EXIT_OK
         finally:
             await self._close_pool()
@@ -115,6 +126,11 @@ class Application:
                 "buffered": capture.buffered if capture else 0,
                 "lost": capture.stats.lost if capture else 0,
             },
+            "dialer": {
+                "in_flight": self.dialer.in_flight if self.dialer else 0,
+                "claimed": self.dialer.stats.claimed if self.dialer else 0,
+                "finished": dict(self.dialer.stats.finished) if self.dialer else {},
+            },
             "tasks": self.supervisor.running,
         }
 
@@ -133,15 +149,32 @@ class Application:
         capture_handler = CaptureEventHandler(capture)
         verifier = AccountVerifier(timeout=5.0)
         self.verifier = verifier
+        self.boards = {endpoint.name: OperatorBoard() for endpoint in settings.ami}
+        dialer = Dialer(
+            pool=self.pool,
+            links=self.links,
+            boards=self.boards,
+            campaigns=[
+                DialerCampaign(id=ref.id, name=ref.name, settings=settings.campaigns[ref.name])
+                for ref in campaigns.values()
+            ],
+            instance=settings.daemon.instance_name or default_instance_name(),
+            max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
+        )
+        self.dialer = dialer
+        queue_handler = QueueEventHandler(self.boards, dialer.wake)
         router = EventRouter(
             {
                 "QueueCallerAbandon": capture_handler,
                 "AgentConnect": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
+                **dict.fromkeys(QUEUE_EVENTS, queue_handler),
+                f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
+                f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,
             }
         )
         for endpoint in settings.ami:
-            hooks: list[UpHook] = []
+            hooks: list[UpHook] = [queue_handler.resync]
             if endpoint.verify_account:
 
                 async def verify(link: AmiLink) -> None:
@@ -167,6 +200,25 @@ class Application:
             self.links[endpoint.name] = link
             self.supervisor.start(f"ami-{endpoint.name}", link.run)
         self.supervisor.start("capture-flusher", capture.run_flusher)
+        self.supervisor.start("dialer", dialer.run)
+        self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
+
+    async def _listen_for_due(self, dialer: Dialer) -> None:
+        """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""
+        db = self.settings.database
+        while True:
+            try:
+                conn = await connect(db.dsn.get_secret_value(), timeout=db.connect_timeout_seconds)
+            except (*DATABASE_DOWN, asyncpg.PostgresError):
+                await asyncio.sleep(5)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            await conn.add_listener(DUE_CHANNEL, lambda *_args: dialer.wake())
+            try:
+                await lost.wait()
+            finally:
+                conn.terminate()
 
     async def _wait_for_database(self, stop: asyncio.Event) -> Any:
         db = self.settings.database
@@ -186,7 +238,8 @@ class Application:
             except (*DATABASE_DOWN, asyncpg.PostgresError) as err:
                 log.error("database unavailable; retrying", error=str(err), retry_in=delay)
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                 except TimeoutError:
                     delay = min(delay * 2, 30.0)
                 continue

@@ -7,6 +7,7 @@ fails when the two drift apart.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 SHIPPED_DIALPLAN_FILE: Final = "callbackd.conf"
@@ -49,10 +50,225 @@ PROBE_EVENT: Final = "CallbackdProbe"
 VAR_PROBE_TOKEN: Final = "CALLBACKD_PROBE_TOKEN"  # noqa: S105 - a variable name, not a secret
 """Hex token callbackd gives the probe call; echoed as the UserEvent's ``Token`` header."""
 
-CONTEXTS: Final = frozenset({QUEUE_CONTEXT, PROBE_CONTEXT})
+# --------------------------------------------------------------------- callbacks
+
+OPERATOR_CONTEXT: Final = "callbackd-operator"
+"""Where callbackd's Originate to a free operator continues once the operator answered.
+
+Originate with ``Context: callbackd-operator``, ``Exten:`` :data:`OPERATOR_ENTRY_EXTENSION`,
+``Priority:`` :data:`OPERATOR_ENTRY_PRIORITY`, ``ChannelId`` and the ``Variable:`` lines
+named below. It announces the number, asks the operator to press 1 (optional), dials the
+client and bridges the two.
+"""
+
+OPERATOR_ENTRY_EXTENSION: Final = "s"
+"""Extension of :data:`OPERATOR_CONTEXT` the Originate enters."""
+
+OPERATOR_ENTRY_PRIORITY: Final = 1
+"""Priority of :data:`OPERATOR_CONTEXT` the Originate enters."""
+
+CLIENT_CONFIRM_CONTEXT: Final = "callbackd-client-confirm"
+"""Gosub run on the client's channel by Dial's ``U()`` once the client answered.
+
+Sends :attr:`Stage.CLIENT_ANSWERED`; with :data:`VAR_CLIENT_CONFIRM` = 1 it plays
+:data:`VAR_CLIENT_PROMPT` and sends :attr:`Stage.CLIENT_CONFIRMED` (key 1: bridged) or
+:attr:`Stage.CLIENT_DECLINED` (anything else or no key: both legs hung up).
+"""
+
+REPORT_CONTEXT: Final = "callbackd-report"
+"""Hangup handler pushed first thing on the operator's channel: sends :data:`RESULT_EVENT`."""
+
+ATTEMPT_EVENT: Final = "CallbackdAttempt"
+"""UserEvent sent as each :class:`Stage` is reached; headers :data:`ATTEMPT_HEADERS`."""
+
+RESULT_EVENT: Final = "CallbackdResult"
+"""UserEvent sent once when the operator's channel hangs up (after every ATTEMPT_EVENT of
+the attempt); headers :data:`RESULT_HEADERS`. No operator answer means no result: callbackd
+sees only OriginateResponse Failure (Reason 3 no answer, 5 busy, 8 congestion, 1 unavailable).
+"""
+
+HEADER_ATTEMPT: Final = "Attempt"
+"""The attempt id (:data:`VAR_ATTEMPT_ID`; empty if callbackd sent an invalid one)."""
+HEADER_STAGE: Final = "Stage"
+"""A :class:`Stage` value: the stage reached (ATTEMPT_EVENT) or the last one (RESULT_EVENT)."""
+HEADER_DIAL_STATUS: Final = "DialStatus"
+"""``${DIALSTATUS}``: empty when no Dial ran (operator_answered, invalid, operator_declined);
+BUSY / NOANSWER / CONGESTION / CHANUNAVAIL with client_dialing; CANCEL when the operator hung
+up while the client rang; ANSWER once the client answered, whatever happened next (also for
+client_declined, where Dial's own DialEnd event says ABORT)."""
+HEADER_ANSWERED_TIME: Final = "AnsweredTime"
+"""``${ANSWEREDTIME}``: whole seconds, set only when the client answered and the call then
+ended (not for client_declined). Asterisk 22 measures it on the OPERATOR's channel: seconds
+since the operator answered, announcement, prompt and client ringing included. It is NOT the
+client's talk time: use :data:`HEADER_TALK_TIME_MS`."""
+HEADER_DIALED_TIME: Final = "DialedTime"
+"""``${DIALEDTIME}``: like AnsweredTime but since the operator's channel was created
+(operator ringing included)."""
+HEADER_TALK_TIME_MS: Final = "TalkTimeMs"
+"""Milliseconds the client was connected to the operator: from the bridge (client_answered
+without, client_confirmed with client confirmation) to the hangup; empty if never bridged.
+A short value with DialStatus ANSWER is a "short call"."""
+HEADER_HANGUP_SOURCE: Final = "HangupSource"
+"""``${CHANNEL(hangupsource)}`` of the operator's channel: ``dialplan/builtin`` when the
+shipped dialplan hung the operator up (the client's leg ended first, the dial failed,
+operator_declined, invalid); otherwise what the channel driver recorded for the operator's
+side hanging up (empty for Local channels and AMI Hangup)."""
+HANGUP_SOURCE_DIALPLAN: Final = "dialplan/builtin"
+"""HangupSource when the dialplan (not the operator) ended the operator's call."""
+
+ATTEMPT_HEADERS: Final = (HEADER_ATTEMPT, HEADER_STAGE)
+"""Headers of :data:`ATTEMPT_EVENT`, in order (besides Asterisk's channel headers)."""
+
+RESULT_HEADERS: Final = (
+    HEADER_ATTEMPT,
+    HEADER_DIAL_STATUS,
+    HEADER_ANSWERED_TIME,
+    HEADER_DIALED_TIME,
+    HEADER_TALK_TIME_MS,
+    HEADER_HANGUP_SOURCE,
+    HEADER_STAGE,
+)
+"""Headers of :data:`RESULT_EVENT`, in order (besides Asterisk's channel headers).
+
+Stage, never empty, comes last in both events on purpose: the last header of an AMI message
+is followed by the blank line, and parsers that strip the message (panoramisk does) turn a
+trailing ``Name: `` with an empty value into ``Name:`` and drop it.
+"""
+
+
+class Stage(StrEnum):
+    """How far a callback got; ATTEMPT_EVENT as each is reached, RESULT_EVENT the last."""
+
+    OPERATOR_ANSWERED = "operator_answered"
+    """The operator answered (always first). As the result: the operator hung up before
+    deciding; nothing was dialled."""
+    INVALID = "invalid"
+    """An attempt id, number or dial prefix/suffix was missing or invalid; the operator was
+    hung up and nothing was dialled."""
+    OPERATOR_DECLINED = "operator_declined"
+    """The operator pressed another key than 1, or none within the timeout; hung up."""
+    CLIENT_DIALING = "client_dialing"
+    """Dial() to the client started. As the result: the client never answered (DialStatus
+    says why) or the operator hung up while it rang (CANCEL)."""
+    CLIENT_ANSWERED = "client_answered"
+    """The client answered (sent from the client's channel). Without client confirmation the
+    two are bridged now; with it, as the result: the client hung up before pressing a key."""
+    CLIENT_CONFIRMED = "client_confirmed"
+    """The client pressed 1 and was bridged with the operator."""
+    CLIENT_DECLINED = "client_declined"
+    """The client pressed another key or none within the timeout; both legs hung up."""
+
+
+VAR_ATTEMPT_ID: Final = "CALLBACKD_ATTEMPT_ID"
+"""callbackd's attempt id: 1-64 of ``0-9 A-Z a-z -`` (a uuid); otherwise the attempt is
+:attr:`Stage.INVALID`. Send it as :data:`ORIGINATE_VAR_ATTEMPT_ID`."""
+ORIGINATE_VAR_ATTEMPT_ID: Final = "__" + VAR_ATTEMPT_ID
+"""The Originate ``Variable:`` name of :data:`VAR_ATTEMPT_ID`: ``__`` makes channels created
+from the operator's (the client's) inherit it. The dialplan re-sets it with ``__`` too."""
+ATTEMPT_ID_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-"
+MAX_ATTEMPT_ID_LENGTH: Final = 64
+
+VAR_NUMBER: Final = "CALLBACKD_NUMBER"
+"""The client's number, 1-:data:`MAX_NUMBER_DIGITS` ASCII digits and nothing else (checked
+character by character before any Dial; anything else is :attr:`Stage.INVALID`)."""
+MAX_NUMBER_DIGITS: Final = 32
+
+VAR_DIAL_PREFIX: Final = "CALLBACKD_DIAL_PREFIX"
+"""The site's dial string before the number (``PJSIP/``, ``Local/``): must contain ``/``."""
+VAR_DIAL_SUFFIX: Final = "CALLBACKD_DIAL_SUFFIX"
+"""The site's dial string after the number (``@trunk``, ``@from-callbackd``), may be empty."""
+DIAL_AFFIX_CHARACTERS: Final = (
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/@:.+-"
+)
+"""The only characters prefix and suffix may hold (no ``&`` or ``,``); otherwise invalid."""
+MAX_DIAL_AFFIX_LENGTH: Final = 64
+
+VAR_OPERATOR_CONFIRM: Final = "CALLBACKD_OPERATOR_CONFIRM"
+"""1: the operator must press 1 before the client is dialled; 0: dialled right after the
+number. Anything but ``0`` counts as 1."""
+DEFAULT_OPERATOR_CONFIRM: Final = 1
+
+VAR_CONFIRM_TIMEOUT: Final = "CALLBACKD_CONFIRM_TIMEOUT"
+"""Seconds to wait for the operator's key (and the client's, with client confirmation)."""
+DEFAULT_CONFIRM_TIMEOUT: Final = 10
+MAX_CONFIRM_TIMEOUT: Final = 99
+
+VAR_CLIENT_RING: Final = "CALLBACKD_CLIENT_RING"
+"""Seconds to ring the client (Dial timeout)."""
+DEFAULT_CLIENT_RING: Final = 30
+MAX_CLIENT_RING: Final = 999
+
+VAR_CLIENT_CONFIRM: Final = "CALLBACKD_CLIENT_CONFIRM"
+"""1: the client must press 1 to be connected (voicemail is no success); 0: bridged on
+answer. Anything but ``1`` counts as 0."""
+DEFAULT_CLIENT_CONFIRM: Final = 0
+
+VAR_ANNOUNCE: Final = "CALLBACKD_ANNOUNCE"
+"""Sound(s) played to the operator before SayDigits(number), as Playback() takes them."""
+DEFAULT_ANNOUNCE: Final = "telephone-number"
+"""Core sound: "Telephone number." """
+VAR_OPERATOR_PROMPT: Final = "CALLBACKD_OPERATOR_PROMPT"
+"""Sound(s) the operator's key is read with."""
+DEFAULT_OPERATOR_PROMPT: Final = "vm-tocallnum"
+"""Core sound: "Press 1 to call this number." """
+VAR_CLIENT_PROMPT: Final = "CALLBACKD_CLIENT_PROMPT"
+"""Sound(s) the client's key is read with (client confirmation only)."""
+DEFAULT_CLIENT_PROMPT: Final = "followme/options"
+"""Core sound: "Press 1 to accept this call, or 2 to reject it." """
+SOUND_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/&.-"
+"""The only characters a sound variable may hold; anything else gets the default."""
+MAX_SOUND_LENGTH: Final = 255
+
+VAR_CLIENT_CALLERID: Final = "CALLBACKD_CLIENT_CALLERID"
+"""Optional caller id number (1-32 digits) the client sees (Dial option ``f()``). Unset, the
+client sees what the trunk sends; Asterisk passes on the operator channel's caller id, which
+callbackd's Originate sets to the client's own number."""
+
+CALLBACK_VARIABLES: Final = frozenset(
+    {
+        VAR_ATTEMPT_ID,
+        VAR_NUMBER,
+        VAR_DIAL_PREFIX,
+        VAR_DIAL_SUFFIX,
+        VAR_OPERATOR_CONFIRM,
+        VAR_CONFIRM_TIMEOUT,
+        VAR_CLIENT_RING,
+        VAR_CLIENT_CONFIRM,
+        VAR_ANNOUNCE,
+        VAR_OPERATOR_PROMPT,
+        VAR_CLIENT_PROMPT,
+        VAR_CLIENT_CALLERID,
+    }
+)
+"""The variables callbackd sets on its Originate to :data:`OPERATOR_CONTEXT`."""
+
+VAR_STAGE: Final = "CALLBACKD_STAGE"
+"""Set by the dialplan on the operator's channel: the last :class:`Stage` reached."""
+VAR_CONNECTED_AT: Final = "CALLBACKD_CONNECTED_AT"
+"""Set by the dialplan on the operator's channel: epoch ms when the client was bridged."""
+VAR_TALK_MS: Final = "CALLBACKD_TALK_MS"
+"""Set by the report handler: the :data:`HEADER_TALK_TIME_MS` value."""
+VAR_OPERATOR_KEY: Final = "CALLBACKD_OPERATOR_KEY"
+"""Set by Read() on the operator's channel: the key pressed."""
+VAR_CLIENT_KEY: Final = "CALLBACKD_CLIENT_KEY"
+"""Set by Read() on the client's channel: the key pressed."""
+
+DIALPLAN_VARIABLES: Final = frozenset(
+    {VAR_STAGE, VAR_CONNECTED_AT, VAR_TALK_MS, VAR_OPERATOR_KEY, VAR_CLIENT_KEY}
+)
+"""Callback variables only the dialplan sets (callbackd does not send them)."""
+
+CONTEXTS: Final = frozenset(
+    {QUEUE_CONTEXT, PROBE_CONTEXT, OPERATOR_CONTEXT, CLIENT_CONFIRM_CONTEXT, REPORT_CONTEXT}
+)
 """Every context the shipped dialplan defines."""
 
-VARIABLES: Final = frozenset({VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN})
+EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT})
+"""Every UserEvent the shipped dialplan sends."""
+
+VARIABLES: Final = frozenset(
+    {VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN, *CALLBACK_VARIABLES, *DIALPLAN_VARIABLES}
+)
 """Every ``CALLBACKD_*`` channel variable the shipped dialplan sets or reads."""
 
 MANAGER_CHANNELVARS: Final = ",".join(sorted({VAR_PRIORITY, VAR_QUEUE}))

@@ -292,7 +292,16 @@ class DaemonSettings(_Model):
     )
     instance_name: str | None = Field(
         default=None,
-        description="Name of this instance in claims and logs (default: hostname and pid).",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Name of this instance in claims and logs (default: hostname and pid). "
+        "A fixed name lets a restarted instance take over its own calls at once.",
+    )
+    max_callbacks_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=10_000,
+        description="Callbacks started per campaign per minute at most, so a backlog after "
+        "an outage goes out gradually.",
     )
 
 
@@ -441,7 +450,8 @@ class RetryPolicy(_Model):
     max_operator_declines: int = Field(
         default=3,
         ge=1,
-        description="Times operators may decline/miss one callback before it is given up.",
+        description="Operator declines of one callback after which it waits the no-answer "
+        "delay before being offered again (the caller is never dropped for it).",
     )
 
 
@@ -558,6 +568,23 @@ class Campaign(_Model):
         default=False,
         description="The client must press 1, so an answering machine does not count as success.",
     )
+    operator_confirm_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Seconds the operator has to press 1 after the announcement.",
+    )
+    announce: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*$",
+        description="Sound file(s) played to the operator before the client's number "
+        "(Playback syntax, '&'-joined; default: the shipped dialplan's stock prompt).",
+    )
+    client_prompt: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*$",
+        description="Sound file(s) asking the client to press 1 (with client_confirm).",
+    )
     dial_template: str = Field(
         default="Local/{number}@from-callbackd",
         description="Asterisk dial string for the client; {number} is the E.164 number.",
@@ -594,6 +621,11 @@ class Campaign(_Model):
             raise ValueError(f"{value!r} must not contain literal braces")
         if "/" not in value.split("{number}", 1)[0]:
             raise ValueError(f"{value!r} must start with a channel technology, e.g. PJSIP/")
+        if not re.fullmatch(r"[A-Za-z0-9/@._:{}+-]+", value):
+            raise ValueError(
+                f"{value!r} may hold only letters, digits and / @ . _ : + - around {{number}} "
+                "(a ',' or '&' would change what Dial() does)"
+            )
         return value
 
     def dial_string(self, number: str) -> str:

@@ -5,12 +5,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from callbackd import dialplan_contract
+from callbackd.dialplan_contract import Stage
 
 SHIPPED = Path(__file__).resolve().parents[1] / "dialplan" / dialplan_contract.SHIPPED_DIALPLAN_FILE
 TEXT = SHIPPED.read_text(encoding="utf-8")
 CODE = "\n".join(line.split(";", 1)[0] for line in TEXT.splitlines())
 """The dialplan without comments (no ';' appears inside the shipped code)."""
+HEADER = TEXT.split("\n[", 1)[0]
+"""The documentation at the top of the file."""
+
+# A variable name, also when written with the inheritance prefix (__CALLBACKD_ATTEMPT_ID).
+_VARIABLE = re.compile(r"(?<![A-Za-z0-9_])_{0,2}(CALLBACKD_[A-Z0-9_]+)")
+_USER_EVENT = re.compile(r"UserEvent\(([A-Za-z]+)((?:,[^,\n]*)*)\)$", re.MULTILINE)
+_STAGE_SET = re.compile(r"CALLBACKD_STAGE\)?=([a-z_]+)\)")
+_STAGE_HEADER = re.compile(r"Stage: ([a-z_]+)")
+
+
+def _context(name: str) -> str:
+    """The code of context ``name``, up to the next context."""
+    return CODE.split(f"[{name}]", 1)[1].split("\n[", 1)[0]
+
+
+def _lines(context: str) -> list[str]:
+    return [line.strip() for line in context.splitlines() if line.strip()]
 
 
 def test_contexts_match():
@@ -18,13 +38,19 @@ def test_contexts_match():
     assert defined == set(dialplan_contract.CONTEXTS)
 
 
+def test_every_context_is_documented_in_the_header():
+    documented = set(re.findall(r"^;   (callbackd-[a-z-]+) ", HEADER, re.MULTILINE))
+    assert documented == set(dialplan_contract.CONTEXTS)
+
+
 def test_callbackd_variables_match_in_code_and_documentation():
-    assert set(re.findall(r"\bCALLBACKD_[A-Z0-9_]+", CODE)) == set(dialplan_contract.VARIABLES)
-    assert set(re.findall(r"\bCALLBACKD_[A-Z0-9_]+", TEXT)) == set(dialplan_contract.VARIABLES)
+    assert set(_VARIABLE.findall(CODE)) == set(dialplan_contract.VARIABLES)
+    assert set(_VARIABLE.findall(TEXT)) == set(dialplan_contract.VARIABLES)
+    assert set(_VARIABLE.findall(HEADER)) == set(dialplan_contract.VARIABLES)
 
 
 def test_queue_routine_entry_and_defaults():
-    context = CODE.split(f"[{dialplan_contract.QUEUE_CONTEXT}]", 1)[1].split("\n[", 1)[0]
+    context = _context(dialplan_contract.QUEUE_CONTEXT)
     assert re.search(rf"^exten => {dialplan_contract.QUEUE_ENTRY_EXTENSION},1,", context, re.M)
     assert f"Set({dialplan_contract.VAR_PRIORITY}={dialplan_contract.DEFAULT_PRIORITY})" in context
     digits = len(str(dialplan_contract.MAX_PRIORITY))
@@ -36,3 +62,137 @@ def test_queue_routine_entry_and_defaults():
 
 def test_header_documents_manager_channelvars():
     assert f"channelvars = {dialplan_contract.MANAGER_CHANNELVARS}" in TEXT
+
+
+def test_user_events_match():
+    assert {name for name, _ in _USER_EVENT.findall(CODE)} == set(dialplan_contract.EVENTS)
+    assert len(_USER_EVENT.findall(CODE)) == CODE.count("UserEvent(")
+
+
+@pytest.mark.parametrize(
+    ("event", "headers"),
+    [
+        (dialplan_contract.ATTEMPT_EVENT, dialplan_contract.ATTEMPT_HEADERS),
+        (dialplan_contract.RESULT_EVENT, dialplan_contract.RESULT_HEADERS),
+    ],
+)
+def test_event_headers_match(event: str, headers: tuple[str, ...]):
+    sent = [body for name, body in _USER_EVENT.findall(CODE) if name == event]
+    assert sent
+    for body in sent:
+        names = tuple(item.split(":", 1)[0] for item in body.split(",")[1:])
+        assert names == headers
+    for header in headers:
+        assert re.search(rf"^;\s+{header}\b", HEADER, re.MULTILINE), f"{header} undocumented"
+
+
+def test_stages_match_in_code_and_documentation():
+    reached = set(_STAGE_SET.findall(CODE)) | set(_STAGE_HEADER.findall(CODE))
+    assert reached == {stage.value for stage in Stage}
+    documented = set(re.findall(r"^;   ([a-z_]+) +\S", HEADER.split("; Stages:", 1)[1], re.M))
+    assert {stage.value for stage in Stage} <= documented
+
+
+def test_operator_leg_reports_first_and_always():
+    lines = _lines(_context(dialplan_contract.OPERATOR_CONTEXT))
+    entry = f"exten => {dialplan_contract.OPERATOR_ENTRY_EXTENSION},"
+    entry += f"{dialplan_contract.OPERATOR_ENTRY_PRIORITY},"
+    assert lines[0] == (
+        f"{entry}Set(CHANNEL(hangup_handler_push)={dialplan_contract.REPORT_CONTEXT},s,1)"
+    )
+    assert lines[1] == f"same => n,Set({dialplan_contract.VAR_STAGE}={Stage.OPERATOR_ANSWERED})"
+    report = _lines(_context(dialplan_contract.REPORT_CONTEXT))
+    assert report[-1] == "same => n,Return()"
+
+
+def test_operator_leg_sets_every_default_before_use():
+    context = _context(dialplan_contract.OPERATOR_CONTEXT)
+    contract = dialplan_contract
+    for variable, default in [
+        (contract.VAR_OPERATOR_CONFIRM, contract.DEFAULT_OPERATOR_CONFIRM),
+        (contract.VAR_CLIENT_CONFIRM, contract.DEFAULT_CLIENT_CONFIRM),
+        (contract.VAR_CONFIRM_TIMEOUT, contract.DEFAULT_CONFIRM_TIMEOUT),
+        (contract.VAR_CLIENT_RING, contract.DEFAULT_CLIENT_RING),
+        (contract.VAR_ANNOUNCE, contract.DEFAULT_ANNOUNCE),
+        (contract.VAR_OPERATOR_PROMPT, contract.DEFAULT_OPERATOR_PROMPT),
+        (contract.VAR_CLIENT_PROMPT, contract.DEFAULT_CLIENT_PROMPT),
+        (contract.VAR_CLIENT_CALLERID, ""),
+    ]:
+        setting = f"Set({variable}={default})"
+        assert setting in context, setting
+        assert context.index(setting) < context.index("Playback("), variable
+        # Its first use is the check, which counts characters (LEN) of the variable.
+        first_use = context.index("${" + variable + "}")
+        assert context[first_use - 4 : first_use] == "LEN(", variable
+    # The documented limits are the ones checked.
+    assert f"{{{contract.VAR_CONFIRM_TIMEOUT}}})}} > {len(str(contract.MAX_CONFIRM_TIMEOUT))}" in (
+        context
+    )
+    assert f"{{{contract.VAR_CLIENT_RING}}})}} > {len(str(contract.MAX_CLIENT_RING))}" in context
+    for variable in (
+        contract.VAR_ANNOUNCE,
+        contract.VAR_OPERATOR_PROMPT,
+        contract.VAR_CLIENT_PROMPT,
+    ):
+        assert f"REPLACE({variable},{contract.SOUND_CHARACTERS})" in context
+        assert f"{{{variable}}})}} > {contract.MAX_SOUND_LENGTH}" in context
+
+
+def test_nothing_is_dialled_before_every_input_passed_its_check():
+    context = _context(dialplan_contract.OPERATOR_CONTEXT)
+    contract = dialplan_contract
+    dial_string = "".join(
+        f"${{{variable}}}"
+        for variable in (contract.VAR_DIAL_PREFIX, contract.VAR_NUMBER, contract.VAR_DIAL_SUFFIX)
+    )
+    dial = f"Dial({dial_string},"
+    assert CODE.count("Dial(") == 1
+    assert context.count(dial) == 1
+    checks = [
+        f"REPLACE({contract.VAR_ATTEMPT_ID},{contract.ATTEMPT_ID_CHARACTERS})",
+        f"{{{contract.VAR_ATTEMPT_ID}}})}} < {contract.MAX_ATTEMPT_ID_LENGTH + 1}",
+        f"REPLACE({contract.VAR_NUMBER},0123456789)",
+        f"{{{contract.VAR_NUMBER}}})}} > {contract.MAX_NUMBER_DIGITS}",
+        f"REPLACE({contract.VAR_DIAL_PREFIX},{contract.DIAL_AFFIX_CHARACTERS})",
+        f"{{{contract.VAR_DIAL_PREFIX}}})}} > {contract.MAX_DIAL_AFFIX_LENGTH}",
+        f"REPLACE({contract.VAR_DIAL_PREFIX},/)",
+        f"REPLACE({contract.VAR_DIAL_SUFFIX},{contract.DIAL_AFFIX_CHARACTERS})",
+        f"{{{contract.VAR_DIAL_SUFFIX}}})}} > {contract.MAX_DIAL_AFFIX_LENGTH}",
+        f"REPLACE({contract.VAR_CLIENT_CALLERID},0123456789)",
+    ]
+    for check in checks:
+        assert check in context, check
+        assert context.index(check) < context.index("Playback("), check
+    # The number is spoken and dialled only after the checks; no value is ever spliced into
+    # an expression before it passed (the checks read variables by name: REPLACE, LEN).
+    assert context.index("Playback(") < context.index(dial)
+    for variable in (contract.VAR_NUMBER, contract.VAR_DIAL_PREFIX, contract.VAR_DIAL_SUFFIX):
+        before = context[: context.index("Playback(")]
+        uses = re.findall(rf"(.{{0,5}})\$\{{{variable}\}}", before)
+        assert uses, variable
+        assert all(use.endswith("LEN(") for use in uses), (variable, uses)
+
+
+def test_client_leg_is_the_dial_gosub():
+    context = _context(dialplan_contract.OPERATOR_CONTEXT)
+    assert f"U({dialplan_contract.CLIENT_CONFIRM_CONTEXT}^${{CHANNEL(uniqueid)}}^" in context
+    client = _lines(_context(dialplan_contract.CLIENT_CONFIRM_CONTEXT))
+    assert client[0].startswith("exten => s,1,")
+    assert "Set(GOSUB_RESULT=ABORT)" in "\n".join(client)
+    assert client[-1] == "same => n,Return()"
+
+
+def test_originate_spelling_of_the_attempt_id_inherits():
+    assert dialplan_contract.ORIGINATE_VAR_ATTEMPT_ID == "__" + dialplan_contract.VAR_ATTEMPT_ID
+    assert f"Set({dialplan_contract.ORIGINATE_VAR_ATTEMPT_ID}=" in CODE
+
+
+def test_callback_and_dialplan_variables_are_disjoint_and_documented():
+    contract = dialplan_contract
+    assert not contract.CALLBACK_VARIABLES & contract.DIALPLAN_VARIABLES
+    callbackd_sets, dialplan_sets = HEADER.split("; Set by the dialplan", 1)
+    assert set(_VARIABLE.findall(dialplan_sets.split("; Stages:", 1)[0])) == set(
+        contract.DIALPLAN_VARIABLES
+    )
+    callbacks = callbackd_sets.split("; Channel variables of a callback", 1)[1]
+    assert set(_VARIABLE.findall(callbacks)) == set(contract.CALLBACK_VARIABLES)

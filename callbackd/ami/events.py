@@ -10,7 +10,18 @@ from callbackd.domain.capture import AgentConnected, QueueAbandon
 
 CAPTURE_EVENTS = ("QueueCallerAbandon", "AgentConnect")
 
-SUBSCRIBED_EVENTS = frozenset({*CAPTURE_EVENTS, "OriginateResponse", "UserEvent"})
+DIALER_EVENTS = (
+    "QueueMemberStatus",
+    "QueueMemberPause",
+    "QueueMemberAdded",
+    "QueueMemberRemoved",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "OriginateResponse",
+    "UserEvent",
+)
+
+SUBSCRIBED_EVENTS = frozenset({*CAPTURE_EVENTS, *DIALER_EVENTS})
 """Every AMI event callbackd handles; the shipped manager.conf sample filters to exactly these
 (dialplan/manager.d/callbackd.conf, kept in step by a test)."""
 

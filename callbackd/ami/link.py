@@ -113,7 +113,8 @@ class AmiLink:
     async def wait_up(self, timeout: float) -> None:
         """Wait until the link is logged in, or raise ``AmiNotConnected``."""
         try:
-            await asyncio.wait_for(self._up_event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._up_event.wait()
         except TimeoutError:
             raise AmiNotConnected(
                 f"{self.name}: not up after {timeout} s ({self.health.detail})"
@@ -257,9 +258,10 @@ class AmiLink:
         limit = self.config.action_timeout if timeout is None else timeout
         action = protocol.send(headers, as_list=as_list)
         try:
-            # On timeout wait_for cancels the future, so a late answer or a later connection
+            # On timeout the future is cancelled, so a late answer or a later connection
             # loss finds it done and nothing is left unretrieved.
-            result = await asyncio.wait_for(action.future, timeout=limit)
+            async with asyncio.timeout(limit):
+                result = await action.future
         except TimeoutError:
             protocol.forget(action)
             raise AmiTimeout(

@@ -104,7 +104,8 @@ class AccountVerifier:
                 missing.append(f"the probe call was refused: {err.message}")
                 return missing
             try:
-                await asyncio.wait_for(waiter, timeout=self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await waiter
             except TimeoutError:
                 missing.append(
                     f"read class 'user' (UserEvent {contract.PROBE_EVENT} not delivered; "

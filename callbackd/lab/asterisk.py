@@ -73,11 +73,18 @@ OPERATOR_DB_FAMILY: Final = "lab-operator"
 CLIENT_DB_FAMILY: Final = "lab-client"
 """AstDB family deciding what ``Local/<digits>@lab-clients`` does (key digits or ``default``)."""
 
-OperatorMode = Literal["talk", "accept", "busy", "away"]
-"""talk: answers and stays; accept: answers, presses 1 after N s, stays; busy; away: rings."""
+OperatorMode = Literal["talk", "accept", "decline", "busy", "away"]
+"""talk: answers and stays; accept / decline: answers, presses 1 / 2 after N s, stays; busy;
+away: rings."""
 
-ClientMode = Literal["answer", "busy", "noanswer", "congestion"]
-"""answer: answers, hangs up after N s; busy; noanswer: rings for N s; congestion."""
+ClientMode = Literal["answer", "confirm", "busy", "noanswer", "congestion"]
+"""answer: answers, hangs up after N s; confirm: answers, presses 1 after N s, stays; busy;
+noanswer: rings for N s; congestion."""
+
+_OPERATOR_TIMED_MODES: Final = frozenset({"accept", "decline"})
+"""Operator modes that take ``seconds``."""
+_CLIENT_TIMED_MODES: Final = frozenset({"answer", "confirm", "noanswer"})
+"""Client modes that take ``seconds``."""
 
 AMI_HOST: Final = "127.0.0.1"
 LAB_AMI_USER: Final = "lab"
@@ -460,12 +467,12 @@ class LabAsterisk:
         """Decide what ``Local/<operator>@lab-operators`` does from the next call on.
 
         ``operator`` is ``op<N>`` or ``default`` (every op<N> without its own setting);
-        ``seconds`` is how long "accept" waits before pressing 1 (default 1). ``mode=None``
-        forgets the setting. Unset operators ring and never answer ("away").
+        ``seconds`` is how long "accept" / "decline" waits before pressing 1 / 2 (default 1).
+        ``mode=None`` forgets the setting. Unset operators ring and never answer ("away").
         """
         if not _OPERATOR_KEY.match(operator):
             raise LabError(f"operator must be op<N> or default, not {operator!r}")
-        if seconds is not None and (mode != "accept" or seconds < 0):
+        if seconds is not None and (mode not in _OPERATOR_TIMED_MODES or seconds < 0):
             raise LabError(f"seconds={seconds!r} makes no sense for operator mode {mode!r}")
         self._db_set(OPERATOR_DB_FAMILY, operator, _mode_value(mode, seconds))
 
@@ -473,12 +480,12 @@ class LabAsterisk:
         """Decide what ``Local/<number>@lab-clients`` does from the next call on.
 
         ``number`` is digits or ``default``; ``seconds`` is how long "answer" stays on the
-        line or "noanswer" rings (default 600). ``mode=None`` forgets the setting. Unset
-        numbers answer and stay.
+        line or "noanswer" rings (default 600), or how long "confirm" waits before pressing 1
+        (default 1). ``mode=None`` forgets the setting. Unset numbers answer and stay.
         """
         if not _CLIENT_KEY.match(number):
             raise LabError(f"client number must be 2-32 digits or default, not {number!r}")
-        if seconds is not None and (mode not in ("answer", "noanswer") or seconds < 0):
+        if seconds is not None and (mode not in _CLIENT_TIMED_MODES or seconds < 0):
             raise LabError(f"seconds={seconds!r} makes no sense for client mode {mode!r}")
         self._db_set(CLIENT_DB_FAMILY, number, _mode_value(mode, seconds))
 

@@ -51,8 +51,7 @@ def lab_settings(
         if campaigns is not None
         else {"sales": {"queue": "lab-sales", "min_hold_seconds": 2}},
         logging={"format": "json", "mask_numbers": False},
-        daemon={"shutdown_grace_seconds": 5},
-        **overrides,
+        **{"daemon": {"shutdown_grace_seconds": 5}, **overrides},
     )
 
 

@@ -36,6 +36,13 @@ WITH candidate AS (
       AND NOT EXISTS (
           SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
       )
+      -- an operator who just declined (or missed) this request is not offered it again
+      AND NOT EXISTS (
+          SELECT 1 FROM attempts a
+          WHERE a.request_id = r.id AND a.operator_interface = $4
+            AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
+            AND a.ended_at > now() - interval '10 minutes'
+      )
     ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
     LIMIT 1
     FOR UPDATE OF r SKIP LOCKED
@@ -95,3 +102,17 @@ SELECT count(*) FROM attempts
 WHERE number = $1 AND created_at >= $2
   AND outcome IN ('completed', 'busy', 'no_answer', 'congestion', 'unavailable', 'short_call',
                   'client_declined', 'unknown');
+
+-- name: fail_unusable_request
+-- A request whose number cannot be dialled (stored by hand, bypassing callbackd's checks).
+UPDATE callback_requests
+SET status = 'failed', status_reason = $2, closed_at = now(), updated_at = now()
+WHERE id = (
+    SELECT id FROM callback_requests
+    WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
+      AND number !~ '^\+[1-9][0-9]{5,14}$'
+    ORDER BY priority DESC, due_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, number;

@@ -1,0 +1,92 @@
+"""AMI queue events -> operator board updates. Translation only: the board decides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk.message import Message
+
+from callbackd.ami.link import AmiLink
+from callbackd.domain.operators import MemberState, OperatorBoard
+
+MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded")
+QUEUE_EVENTS = (*MEMBER_EVENTS, "QueueMemberRemoved", "QueueCallerJoin", "QueueCallerLeave")
+
+
+def _int(value: object, default: int = 0) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def member_from_ami(message: Message, *, wrapup_default: int = 0) -> MemberState | None:
+    """QueueMember (QueueStatus list) and QueueMember* events share these headers."""
+    queue = message.get("queue")
+    interface = message.get("interface") or message.get("location")
+    if not isinstance(queue, str) or not isinstance(interface, str) or not interface:
+        return None
+    last_call = _int(message.get("lastcall"))
+    state_interface = message.get("stateinterface")
+    name = message.get("membername") or message.get("name")
+    return MemberState(
+        queue=queue,
+        interface=interface,
+        state_interface=state_interface if isinstance(state_interface, str) else interface,
+        name=name if isinstance(name, str) else interface,
+        status=_int(message.get("status")),
+        paused=_int(message.get("paused")) == 1,
+        in_call=_int(message.get("incall")) == 1,
+        last_call_end=datetime.fromtimestamp(last_call, UTC) if last_call > 0 else None,
+        wrapup_seconds=_int(message.get("wrapuptime"), wrapup_default),
+    )
+
+
+class QueueEventHandler:
+    """Keeps one PBX's OperatorBoard current from live events; wakes the dialer on change."""
+
+    def __init__(self, boards: dict[str, OperatorBoard], wake: Callable[[], None]) -> None:
+        self._boards = boards
+        self._wake = wake
+
+    async def __call__(self, link: AmiLink, message: Message) -> None:
+        board = self._boards[link.name]
+        name = str(message.get("event", "")).lower()
+        queue = message.get("queue")
+        if not isinstance(queue, str):
+            return
+        if name in ("queuememberstatus", "queuememberpause", "queuememberadded"):
+            member = member_from_ami(message)
+            if member is not None:
+                board.update_member(member)
+        elif name == "queuememberremoved":
+            interface = message.get("interface")
+            if isinstance(interface, str):
+                board.remove_member(queue, interface)
+        elif name == "queuecallerjoin":
+            board.caller_joined(queue)
+        elif name in ("queuecallerleave",):
+            board.caller_left(queue)
+        self._wake()
+
+    async def resync(self, link: AmiLink) -> None:
+        """After every (re)connect: the whole picture from QueueStatus."""
+        messages: list[Any] = await link.action({"Action": "QueueStatus"}, as_list=True)
+        board = self._boards[link.name]
+        members: dict[str, list[MemberState]] = {}
+        waiting: dict[str, int] = {}
+        for message in messages:
+            event = str(message.get("event", "")).lower()
+            if event == "queueparams":
+                queue = str(message.get("queue"))
+                waiting[queue] = _int(message.get("calls"))
+                members.setdefault(queue, [])
+            elif event == "queuemember":
+                member = member_from_ami(message)
+                if member is not None:
+                    members.setdefault(member.queue, []).append(member)
+        for queue, queue_members in members.items():
+            board.replace_queue(queue, queue_members, waiting.get(queue, 0))
+        self._wake()

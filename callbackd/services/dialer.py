@@ -1,0 +1,664 @@
+"""The dialer: operator first, then the client, one call at a time per number and operator.
+
+Each loop, for every campaign whose calling window is open and whose PBX link is up, the
+dialer releases at most (free operators - live callers waiting) callbacks (rate-limited,
+so a backlog after an outage goes out gradually). For each it claims the best due request
+in ONE statement that also writes the attempt with the channel ids we chose, and only
+then sends the Originate. The attempt's outcome comes from the OriginateResponse and from
+the shipped dialplan's hangup handler (UserEvent CallbackdResult); the retry policy turns
+it into the request's next state.
+
+Crash safety: attempts live in Postgres with the id of the instance that owns them and a
+heartbeat. On start, an instance adopts its own in-flight attempts and those of instances
+whose heartbeat stopped, and asks Asterisk whether each operator channel still exists:
+still up -> keep tracking it; gone -> the outcome is unknown, which counts as an attempt
+and is retried per policy, never at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import structlog
+from panoramisk.message import Message
+
+from callbackd import dialplan_contract as contract
+from callbackd.ami.errors import (
+    AmiActionFailed,
+    AmiConnectionLost,
+    AmiNotConnected,
+    AmiTimeout,
+)
+from callbackd.ami.link import AmiLink
+from callbackd.db.models import Attempt, AttemptOutcome, CallbackRequest, RequestStatus
+from callbackd.db.sql import load_queries
+from callbackd.domain.numbers import dial_digits
+from callbackd.domain.operators import OperatorBoard, ReleaseLimiter, release_slots
+from callbackd.domain.outcome import (
+    CallReport,
+    outcome_of_originate_failure,
+    outcome_of_report,
+)
+from callbackd.domain.retry import Completed, Failed, RequestFacts, Retry, after_attempt
+from callbackd.domain.window import is_open
+from callbackd.services.capture import DATABASE_DOWN
+from callbackd.settings import Campaign
+
+
+@dataclass(frozen=True)
+class DialerCampaign:
+    """A campaign as the dialer needs it: its row id and its validated settings."""
+
+    id: int
+    name: str
+    settings: Campaign
+
+    @property
+    def pbx(self) -> str:
+        return self.settings.pbx
+
+    @property
+    def queue(self) -> str:
+        return self.settings.queue
+
+    @property
+    def dial_prefix(self) -> str:
+        return self.settings.dial_template.split("{number}", 1)[0]
+
+    @property
+    def dial_suffix(self) -> str:
+        return self.settings.dial_template.split("{number}", 1)[1]
+
+
+@dataclass
+class _Call:
+    """One attempt this instance is responsible for, while it is in flight."""
+
+    attempt: Attempt
+    campaign: DialerCampaign
+    operator: str | None
+    result: asyncio.Future[CallReport]
+    stage: str | None = None
+
+
+@dataclass
+class DialerStats:
+    claimed: int = 0
+    originated: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    adopted: int = 0
+
+
+def default_instance_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Dialer:
+    """Places callbacks for every dialing campaign; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        links: Mapping[str, AmiLink],
+        boards: Mapping[str, OperatorBoard],
+        campaigns: Sequence[DialerCampaign],
+        instance: str,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        orphan_after: float = 20.0,
+        max_starts_per_minute: int = 60,
+        max_call_seconds: float = 4 * 3600,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._links = links
+        self._boards = boards
+        self._campaigns = [c for c in campaigns if c.settings.mode == "operator_first"]
+        self.instance = instance
+        self._poll_interval = poll_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._orphan_after = orphan_after
+        self._max_call_seconds = max_call_seconds
+        self._clock = clock
+        # A burst of at most 10 at once, then the per-minute rate: a backlog after an
+        # outage is released gradually instead of ringing every operator at once.
+        self._limiters = {
+            c.id: ReleaseLimiter(
+                capacity=min(10, max_starts_per_minute), per_minute=max_starts_per_minute
+            )
+            for c in self._campaigns
+        }
+        self._wake = asyncio.Event()
+        self._calls: dict[uuid.UUID, _Call] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._claiming = True
+        self._queries = load_queries("dialer")
+        self.stats = DialerStats()
+        self._log = structlog.get_logger("callbackd.dialer").bind(instance=instance)
+
+    # -- wiring --------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Something changed (operator freed, request due, call ended): look again now."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    async def on_attempt_event(self, _link: AmiLink, message: Message) -> None:
+        """UserEvent CallbackdAttempt: the shipped dialplan reached a stage."""
+        call = self._call_for(message)
+        if call is None:
+            return
+        stage = str(message.get("stage", ""))
+        call.stage = stage
+        states: dict[str, str] = {
+            contract.Stage.OPERATOR_ANSWERED: "operator_answered",
+            contract.Stage.CLIENT_DIALING: "client_ringing",
+            contract.Stage.CLIENT_ANSWERED: "bridged",
+            contract.Stage.CLIENT_CONFIRMED: "bridged",
+        }
+        state = states.get(stage)
+        if state is not None:
+            await self._pool.execute(
+                self._queries["set_attempt_state"], call.attempt.id, state, stage
+            )
+        self._log.info(
+            "callback attempt stage",
+            attempt_id=str(call.attempt.id),
+            request_id=call.attempt.request_id,
+            stage=stage,
+        )
+
+    async def on_result_event(self, _link: AmiLink, message: Message) -> None:
+        """UserEvent CallbackdResult: the operator channel hung up; the final report."""
+        call = self._call_for(message)
+        if call is None or call.result.done():
+            return
+        talk = str(message.get(contract.HEADER_TALK_TIME_MS.lower(), "")).strip()
+        call.result.set_result(
+            CallReport(
+                stage=str(message.get("stage", "")),
+                dial_status=str(message.get("dialstatus", "")),
+                talk_ms=int(talk) if talk.isdigit() else None,
+                hangup_source=str(message.get("hangupsource", "")),
+            )
+        )
+
+    def _call_for(self, message: Message) -> _Call | None:
+        try:
+            attempt_id = uuid.UUID(str(message.get("attempt", "")))
+        except ValueError:
+            return None
+        return self._calls.get(attempt_id)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._pool.execute(
+            self._queries["register_instance"], self.instance, socket.gethostname(), os.getpid()
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(), name="dialer-heartbeat")
+        try:
+            await self._adopt_orphans()
+            while True:
+                self._wake.clear()
+                if self._claiming:
+                    try:
+                        await self._release_due_callbacks()
+                    except DATABASE_DOWN as err:
+                        self._log.error("database unavailable; dialer waiting", error=str(err))
+                # Polling is the guarantee; a wake-up only comes sooner.
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                # that races a wake-up, and this loop would then never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_interval):
+                        await self._wake.wait()
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._cancel_calls()
+
+    async def drain(self, deadline: float) -> int:
+        """Stop claiming; let live calls finish within ``deadline`` s; return those left."""
+        self._claiming = False
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=deadline)
+        left = [call for call in self._calls.values()]
+        for call in left:
+            self._log.warning(
+                "callback left in flight at shutdown; the next start reconciles it",
+                attempt_id=str(call.attempt.id),
+                request_id=call.attempt.request_id,
+            )
+        return len(left)
+
+    async def _release_due_callbacks(self) -> None:
+        now = self._clock()
+        for campaign in self._campaigns:
+            link = self._links.get(campaign.pbx)
+            if link is None or not link.is_up:
+                continue
+            if not is_open(now, campaign.settings.window):
+                continue
+            board = self._boards[campaign.pbx]
+            busy = {c.operator for c in self._calls.values() if c.campaign.pbx == campaign.pbx}
+            free = [m for m in board.free_members(campaign.queue, now) if m.interface not in busy]
+            slots = release_slots(len(free), board.callers_waiting(campaign.queue))
+            # Nothing due for one operator may still be something for the next (an operator
+            # who just declined a request is not offered it again), so try each free one.
+            for member in free:
+                if slots <= 0 or not self._limiters[campaign.id].available(now) >= 1:
+                    break
+                if await self._start_one(campaign, link, board, member.interface, now):
+                    self._limiters[campaign.id].take(now)
+                    slots -= 1
+
+    async def _start_one(
+        self,
+        campaign: DialerCampaign,
+        link: AmiLink,
+        board: OperatorBoard,
+        operator: str,
+        now: datetime,
+    ) -> bool:
+        """Claim the best due request for this operator and start the call; False if none."""
+        attempt_id = uuid.uuid4()
+        channel_id = f"callbackd-{attempt_id}"
+        try:
+            row = await self._pool.fetchrow(
+                self._queries["claim_next"],
+                campaign.id,
+                attempt_id,
+                campaign.pbx,
+                operator,
+                channel_id,
+                f"{channel_id}-client",
+                self.instance,
+            )
+        except asyncpg.UniqueViolationError:
+            # Another instance is calling this operator (or this number) right now.
+            board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
+            return False
+        except asyncpg.CheckViolationError:
+            # A number that is not E.164 got into the table by hand: it is never dialled.
+            bad = await self._pool.fetchrow(
+                self._queries["fail_unusable_request"], campaign.id, "invalid_number"
+            )
+            if bad is not None:
+                self._log.error(
+                    "callback request failed: its number is not E.164 and is never dialled",
+                    request_id=bad["id"],
+                    status="failed",
+                    number=bad["number"],
+                )
+                self.wake()  # look again at once: the next request may be fine
+            return False
+        if row is None:
+            return False  # nothing due for this operator
+        request = CallbackRequest.model_validate(row["request"])
+        attempt = Attempt.model_validate(row["attempt"])
+        self.stats.claimed += 1
+        ring = campaign.settings.operator_ring_seconds
+        board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
+        call = _Call(
+            attempt=attempt,
+            campaign=campaign,
+            operator=operator,
+            result=asyncio.get_running_loop().create_future(),
+        )
+        self._calls[attempt.id] = call
+        self._log.info(
+            "callback request dialing",
+            request_id=request.id,
+            attempt_id=str(attempt.id),
+            status=str(request.status),
+            campaign=campaign.name,
+            queue=campaign.queue,
+            number=request.number,
+            operator=operator,
+            client_attempts=request.client_attempts,
+        )
+        self._track(attempt.id, self._place_call(call, link, board))
+        return True
+
+    def _track(self, attempt_id: uuid.UUID, work: Coroutine[Any, Any, None]) -> None:
+        """Every call runs as a named task the dialer owns; a crash in one is logged."""
+        task = asyncio.create_task(work, name=f"attempt-{attempt_id}")
+        self._tasks[attempt_id] = task
+        task.add_done_callback(self._call_task_done)
+
+    def _call_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._log.error(
+                "call task crashed; its attempt stays in flight until reconciled",
+                task=task.get_name(),
+                exc_info=error,
+            )
+
+    # -- one call ------------------------------------------------------------------------------
+    def _originate(self, call: _Call) -> dict[str, Any]:
+        settings = call.campaign.settings
+        digits = dial_digits(call.attempt.number)  # raises on anything not E.164
+        channel_id = call.attempt.operator_channel_id
+        variables = {
+            f"__{contract.VAR_ATTEMPT_ID}": str(call.attempt.id),
+            contract.VAR_NUMBER: digits,
+            contract.VAR_DIAL_PREFIX: call.campaign.dial_prefix,
+            contract.VAR_DIAL_SUFFIX: call.campaign.dial_suffix,
+            contract.VAR_OPERATOR_CONFIRM: "1" if settings.operator_confirm else "0",
+            contract.VAR_CLIENT_RING: str(settings.client_ring_seconds),
+            contract.VAR_CLIENT_CONFIRM: "1" if settings.client_confirm else "0",
+        }
+        variables[contract.VAR_CONFIRM_TIMEOUT] = str(settings.operator_confirm_timeout_seconds)
+        if settings.announce:
+            variables[contract.VAR_ANNOUNCE] = settings.announce
+        if settings.client_prompt:
+            variables[contract.VAR_CLIENT_PROMPT] = settings.client_prompt
+        return {
+            "Action": "Originate",
+            "Channel": call.operator or "",
+            "Context": contract.OPERATOR_CONTEXT,
+            "Exten": "s",
+            "Priority": "1",
+            "Timeout": str(settings.operator_ring_seconds * 1000),
+            "CallerID": f'"Callback" <{digits}>',
+            "ChannelId": channel_id,
+            "OtherChannelId": f"{channel_id};2",
+            "Async": "true",
+            "Variable": [f"{k}={v}" for k, v in variables.items()],
+        }
+
+    async def _place_call(self, call: _Call, link: AmiLink, board: OperatorBoard) -> None:
+        log = self._log.bind(
+            attempt_id=str(call.attempt.id),
+            request_id=call.attempt.request_id,
+            queue=call.campaign.queue,
+            operator=call.operator,
+        )
+        report: CallReport | None = None
+        outcome: AttemptOutcome
+        try:
+            try:
+                headers = self._originate(call)
+            except ValueError:
+                log.error("refusing to dial a number that is not E.164", number=call.attempt.number)
+                outcome = AttemptOutcome.FAILED
+            else:
+                outcome, report = await self._originate_and_follow(call, link, headers, log)
+        finally:
+            if call.operator is not None:
+                board.release(call.campaign.queue, call.operator)
+        await self._finish(call, outcome, report, log)
+
+    async def _originate_and_follow(
+        self, call: _Call, link: AmiLink, headers: dict[str, Any], log: Any
+    ) -> tuple[AttemptOutcome, CallReport | None]:
+        ring = call.campaign.settings.operator_ring_seconds
+        try:
+            result = await link.action(headers, timeout=ring + 15)
+        except AmiActionFailed as err:
+            log.warning("originate refused by Asterisk", reason=err.message)
+            return AttemptOutcome.FAILED, None
+        except (AmiNotConnected, AmiConnectionLost, AmiTimeout) as err:
+            # The Originate may or may not have reached Asterisk: never send it again;
+            # find out from Asterisk what became of the channel we named.
+            log.warning("originate outcome unknown; reconciling", error=str(err))
+            return await self._follow_existing(call, link, log)
+        self.stats.originated += 1
+        response = result[-1] if isinstance(result, list) else result
+        if str(response.get("response", "")).lower() != "success":
+            reason = int(str(response.get("reason", "0")) or 0)
+            return outcome_of_originate_failure(reason), None
+        await self._pool.execute(
+            self._queries["set_attempt_state"], call.attempt.id, "operator_answered", None
+        )
+        return await self._await_report(call, link, log)
+
+    async def _await_report(
+        self, call: _Call, link: AmiLink, log: Any
+    ) -> tuple[AttemptOutcome, CallReport | None]:
+        try:
+            async with asyncio.timeout(self._max_call_seconds):
+                report = await asyncio.shield(call.result)
+        except TimeoutError:
+            log.error("no report from the dialplan in time; reconciling")
+            return await self._follow_existing(call, link, log)
+        settings = call.campaign.settings
+        return outcome_of_report(report, min_talk_seconds=settings.min_talk_seconds), report
+
+    async def _follow_existing(
+        self, call: _Call, link: AmiLink, log: Any
+    ) -> tuple[AttemptOutcome, CallReport | None]:
+        """The call may be up without us having seen how it went: ask Asterisk."""
+        while True:
+            if call.result.done():
+                return await self._await_report(call, link, log)
+            try:
+                await link.wait_up(timeout=60)
+                alive = await self._channel_exists(link, call.attempt.operator_channel_id)
+            except (AmiNotConnected, AmiConnectionLost, AmiTimeout):
+                continue
+            if call.result.done():
+                return await self._await_report(call, link, log)
+            if alive:
+                log.info("call still up after reconciliation; following it")
+                return await self._await_report(call, link, log)
+            log.warning("call gone without a report; outcome unknown")
+            return AttemptOutcome.UNKNOWN, None
+
+    @staticmethod
+    async def _channel_exists(link: AmiLink, channel_id: str) -> bool:
+        messages = await link.action({"Action": "Status"}, as_list=True, timeout=10)
+        return any(
+            str(m.get("uniqueid", "")) == channel_id
+            for m in (messages if isinstance(messages, list) else [messages])
+        )
+
+    # -- outcome -> next state -----------------------------------------------------------------
+    async def _finish(
+        self, call: _Call, outcome: AttemptOutcome, report: CallReport | None, log: Any
+    ) -> None:
+        """Persist the outcome; while the database is away, keep trying (the call is over
+        and its outcome known: losing it would mean calling the client again)."""
+        delay = 0.5
+        try:
+            while True:
+                try:
+                    await self._record_outcome(call, outcome, report, log)
+                except DATABASE_DOWN as err:
+                    log.error(
+                        "cannot record the attempt's outcome yet; retrying",
+                        outcome=str(outcome),
+                        error=str(err),
+                        retry_in=delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                else:
+                    return
+        finally:
+            self._calls.pop(call.attempt.id, None)
+            self._tasks.pop(call.attempt.id, None)
+            self.stats.finished[str(outcome)] = self.stats.finished.get(str(outcome), 0) + 1
+            self.wake()
+
+    async def _record_outcome(
+        self, call: _Call, outcome: AttemptOutcome, report: CallReport | None, log: Any
+    ) -> None:
+        settings = call.campaign.settings
+        q = self._queries
+        now = self._clock()
+        zone = ZoneInfo(settings.window.timezone)
+        local_midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._pool.acquire() as conn, conn.transaction():
+            attempt_row = await conn.fetchrow(
+                q["finish_attempt"],
+                call.attempt.id,
+                str(outcome),
+                report.dial_status if report else None,
+                report.hangup_source if report else None,
+                report.talk_ms // 1000 if report and report.talk_ms is not None else None,
+                report.stage if report else call.stage,
+                {"stage": report.stage} if report else {},
+            )
+            if attempt_row is None:
+                return  # already finished (by another instance's reconciliation)
+            request = CallbackRequest.from_record(
+                await conn.fetchrow(q["get_request"], call.attempt.request_id)
+            )
+            attempts_today = await conn.fetchval(
+                q["client_attempts_since"], request.number, local_midnight
+            )
+            decision = after_attempt(
+                outcome,
+                RequestFacts(
+                    client_attempts=request.client_attempts,
+                    operator_declines=request.operator_declines,
+                    created_at=request.created_at,
+                    attempts_today_for_number=attempts_today,
+                    due_at=request.due_at,
+                ),
+                settings.retry,
+                settings.window,
+                now=now,
+            )
+            inbound = request.resolved_inbound_at is not None
+            if isinstance(decision, Completed):
+                row = await conn.fetchrow(
+                    q["close_request"], request.id, RequestStatus.COMPLETED, "talked", 1
+                )
+            elif inbound:
+                counts = int(isinstance(decision, Retry) and decision.counts_client_attempt)
+                row = await conn.fetchrow(
+                    q["close_request"],
+                    request.id,
+                    RequestStatus.RESOLVED_INBOUND,
+                    "client called in while a callback was in flight",
+                    counts,
+                )
+            elif isinstance(decision, Failed):
+                row = await conn.fetchrow(
+                    q["close_request"],
+                    request.id,
+                    RequestStatus.FAILED,
+                    decision.reason,
+                    int(decision.counts_client_attempt),
+                )
+            else:
+                row = await conn.fetchrow(
+                    q["reschedule_request"],
+                    request.id,
+                    decision.due_at,
+                    int(decision.counts_client_attempt),
+                    int(decision.counts_operator_decline),
+                    decision.reason,
+                )
+        if row is None:
+            log.error("request was not dialing when its attempt ended", outcome=str(outcome))
+            return
+        updated = CallbackRequest.from_record(row)
+        log.info(
+            "callback attempt finished",
+            outcome=str(outcome),
+            dial_status=report.dial_status if report else None,
+            talk_ms=report.talk_ms if report else None,
+            number=updated.number,
+        )
+        event = {
+            RequestStatus.PENDING: "callback request rescheduled",
+            RequestStatus.COMPLETED: "callback request completed",
+            RequestStatus.FAILED: "callback request failed",
+            RequestStatus.RESOLVED_INBOUND: "callback request resolved by inbound call",
+        }.get(updated.status, "callback request updated")
+        level = (
+            log.warning
+            if isinstance(decision, Retry) and decision.reason == ("operators_declining")
+            else log.info
+        )
+        level(
+            event,
+            request_id=updated.id,
+            status=str(updated.status),
+            reason=updated.status_reason,
+            due_at=updated.due_at.isoformat() if updated.status.is_open else None,
+            client_attempts=updated.client_attempts,
+            number=updated.number,
+        )
+
+    # -- crash safety --------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                await self._pool.execute(self._queries["heartbeat"], self.instance)
+            except DATABASE_DOWN as err:
+                self._log.warning("heartbeat failed", error=str(err))
+
+    async def _adopt_orphans(self) -> None:
+        rows = await self._pool.fetch(
+            self._queries["adopt_orphans"],
+            self.instance,
+            timedelta(seconds=self._orphan_after),
+        )
+        by_id = {c.id: c for c in self._campaigns}
+        for row in rows:
+            attempt = Attempt.from_record(row)
+            campaign = by_id.get(attempt.campaign_id or -1)
+            link = self._links.get(attempt.pbx)
+            if campaign is None or link is None:
+                self._log.error(
+                    "in-flight attempt of an unknown campaign or PBX left alone",
+                    attempt_id=str(attempt.id),
+                    pbx=attempt.pbx,
+                )
+                continue
+            call = _Call(
+                attempt=attempt,
+                campaign=campaign,
+                operator=attempt.operator_interface,
+                result=asyncio.get_running_loop().create_future(),
+                stage=attempt.stage,
+            )
+            self._calls[attempt.id] = call
+            self.stats.adopted += 1
+            self._log.warning(
+                "adopted an in-flight attempt; reconciling with Asterisk",
+                attempt_id=str(attempt.id),
+                request_id=attempt.request_id,
+            )
+            self._track(attempt.id, self._reconcile(call, link))
+
+    async def _reconcile(self, call: _Call, link: AmiLink) -> None:
+        log = self._log.bind(attempt_id=str(call.attempt.id), request_id=call.attempt.request_id)
+        board = self._boards[call.campaign.pbx]
+        if call.operator is not None:
+            board.reserve(
+                call.campaign.queue, call.operator, until=self._clock() + timedelta(hours=4)
+            )
+        try:
+            outcome, report = await self._follow_existing(call, link, log)
+        finally:
+            if call.operator is not None:
+                board.release(call.campaign.queue, call.operator)
+        await self._finish(call, outcome, report, log)
+
+    async def _cancel_calls(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
