@@ -53,11 +53,14 @@ WITH candidate AS (
     WHERE r.id = c.id
     RETURNING r.*
 ), attempt AS (
+    -- clock_timestamp(), not now(): the real moment, after any wait on a conflicting
+    -- in-flight attempt, so attempt times can be compared across instances.
     INSERT INTO attempts (
         id, request_id, campaign_id, number, pbx, operator_interface,
-        operator_channel_id, client_channel_id, claimed_by, state
+        operator_channel_id, client_channel_id, claimed_by, state, created_at
     )
-    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7, 'originating'
+    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7,
+           'originating', clock_timestamp()
     FROM claimed
     RETURNING *
 )
@@ -76,7 +79,7 @@ WHERE id = $1 AND state <> 'finished';
 -- name: finish_attempt
 UPDATE attempts
 SET state = 'finished', outcome = $2, dial_status = $3, hangup_by = $4, talk_seconds = $5,
-    stage = COALESCE($6, stage), ended_at = now(), detail = detail || $7::jsonb
+    stage = COALESCE($6, stage), ended_at = clock_timestamp(), detail = detail || $7::jsonb
 WHERE id = $1 AND state <> 'finished'
 RETURNING *;
 
