@@ -2,9 +2,10 @@
 
 ``scripts/demo`` (the README's first command) runs this after installing what is missing.
 It starts a throwaway PostgreSQL and the lab Asterisk (a call centre with queue lab-sales
-whose operators are busy elsewhere), runs the callbackd daemon in this process, plays a
-few callers through the PBX and shows what callbackd made of them, then stops everything
-it started.
+and three operators), runs the callbackd daemon in this process, plays callers through the
+PBX who give up while every operator is busy, then lets the operators come back and shows
+callbackd calling them back: operator first, then the client, with a decline, a busy
+client retried and a client who never answers; then it stops everything it started.
 """
 
 from __future__ import annotations
@@ -43,12 +44,58 @@ async def _count(db: Any, sql: str) -> int:
     return value
 
 
+OPERATORS = [f"Local/op{n}@lab-operators" for n in (1, 2, 3)]
+
+
+def demo_campaign() -> dict[str, Any]:
+    """The demo's campaign: lab-sales, calling hours all day, short delays to watch retries."""
+    return {
+        "queue": "lab-sales",
+        "min_hold_seconds": 2,
+        "dial_template": "Local/{number}@lab-clients",
+        "operator_ring_seconds": 6,
+        "client_ring_seconds": 4,
+        "min_talk_seconds": 2,
+        "retry": {
+            "max_attempts": 3,
+            "busy_delay_seconds": 4,
+            "no_answer_delay_seconds": 4,
+            "backoff_factor": 1.5,
+        },
+        "window": {
+            "timezone": "UTC",
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "00:00",
+            "end": "23:59",
+        },
+    }
+
+
+async def _pause_all(driver: LabDriver, paused: bool) -> None:
+    for interface in OPERATORS:
+        await driver.action(
+            {
+                "Action": "QueuePause",
+                "Queue": "lab-sales",
+                "Interface": interface,
+                "Paused": "true" if paused else "false",
+            }
+        )
+
+
 async def play(pbx: LabAsterisk, dsn: str) -> int:
-    settings = lab_settings(dsn, pbx.ami_callbackd, queue_log_path=str(pbx.queue_log_path))
+    settings = lab_settings(
+        dsn,
+        pbx.ami_callbackd,
+        queue_log_path=str(pbx.queue_log_path),
+        campaigns={"sales": demo_campaign()},
+    )
     configure_logging(settings.logging.model_copy(update={"format": "auto", "mask_numbers": True}))
     db = await connect(dsn)
     driver = await LabDriver.connect(pbx.ami_lab)
     try:
+        say("All operators of lab-sales are busy (paused): callers wait and some give up")
+        await _pause_all(driver, True)
         say("callbackd starts: it connects to Postgres and to the PBX's AMI (least privilege)")
         async with running_daemon(settings):
             say("Caller 1, Ivan Petrov, 8 (916) 123-45-67, waits 4 s in lab-sales and hangs up")
@@ -69,23 +116,72 @@ async def play(pbx: LabAsterisk, dsn: str) -> int:
             say("Maria, +7 926 555-01-02, gives up, then calls again and an operator answers")
             await _abandon(driver, "79265550102", "Мария", 3)
             await _wait_rows(db, "SELECT count(*) FROM callback_requests", 2)
-            pbx.set_operator("default", "talk")
-            async with driver.events("AgentConnect") as events:
+            say(
+                "Maria calls again; then op3 becomes free. Live callers come first: "
+                "callbackd does not take op3 while Maria waits, and op3 answers her"
+            )
+            pbx.set_operator("op3", "talk")
+            async with driver.events("QueueCallerJoin", "AgentConnect") as events:
                 await driver.originate_caller("79265550102", "Мария", wait_seconds=5)
+                await events.next("QueueCallerJoin", timeout=10)
+                await driver.action(
+                    {
+                        "Action": "QueuePause",
+                        "Queue": "lab-sales",
+                        "Interface": OPERATORS[2],
+                        "Paused": "false",
+                    }
+                )
                 await events.next("AgentConnect", timeout=10)
             await _wait_rows(
                 db,
                 "SELECT count(*) FROM callback_requests WHERE status = 'resolved_inbound'",
                 1,
             )
-            pbx.set_operator("default", None)
+            await _pause_all(driver, True)
+            pbx.set_operator("op3", None)
 
         say("callbackd is stopped. Meanwhile Oleg, 8 (903) 765-43-21, gives up after 3 s")
         await _abandon(driver, "89037654321", "Олег", 3)
-        say("callbackd starts again and replays Asterisk's queue_log: Oleg is not lost")
-        async with running_daemon(settings):
-            await _wait_rows(db, "SELECT count(*) FROM callback_requests", 3)
+        say("Anna, 8 (926) 111-22-33, gives up too (her phone will never be answered)")
+        await _abandon(driver, "89261112233", "Анна", 3)
+        pbx.set_client("79161234567", "answer", 6)  # Ivan answers and talks
+        pbx.set_client("79037654321", "busy")  # Oleg is busy at first
+        pbx.set_client("79261112233", "noanswer")  # Anna never answers
+        pbx.set_operator("op1", "accept")
+        pbx.set_operator("op2", "decline")  # op2 is not ready and declines
+        pbx.set_operator("op3", "accept")
+        say(
+            "callbackd starts again, replays queue_log (Oleg and Anna are not lost) and the "
+            "operators come back: it calls an operator first, announces the number, waits "
+            "for 1, then dials the client. op2 declines; Oleg is busy once; Anna never answers."
+        )
+        async with running_daemon(settings) as app:
+            await _wait_rows(db, "SELECT count(*) FROM callback_requests", 4)
+            await _pause_all(driver, False)
+            await _wait_rows(
+                db,
+                "SELECT count(*) FROM callback_requests WHERE status IN ('completed', 'failed')",
+                1,
+                timeout=120,
+            )
+            pbx.set_client("79037654321", "answer", 6)  # Oleg is free now
+            await _wait_rows(
+                db,
+                "SELECT count(*) FROM callback_requests WHERE status NOT IN ('pending', 'dialing')",
+                4,
+                timeout=180,
+            )
+            health = app.health()
         await pbx_idle(pbx)
+        print("\n=== attempts ===")
+        for row in await db.fetch(_ATTEMPTS):
+            print(
+                f"request {row['request_id']:<3} {row['number']:<14} "
+                f"{row['operator_interface'] or '':<26} {row['outcome'] or '':<18} "
+                f"{row['dial_status'] or '':<10} talked {row['talk_seconds'] or 0} s"
+            )
+        print(f"\ndialer: {health['dialer']}")
         print_summary(await db.fetch(_SUMMARY), await db.fetch(_SEEN))
         return 0
     finally:
@@ -97,17 +193,21 @@ async def pbx_idle(pbx: LabAsterisk) -> None:
     await asyncio.to_thread(pbx.wait_for_no_channels, 10.0)
 
 
-async def _wait_rows(db: Any, sql: str, at_least: int) -> None:
+async def _wait_rows(db: Any, sql: str, at_least: int, timeout: float = 15) -> None:
     async def enough() -> bool:
         return (await db.fetchval(sql) or 0) >= at_least
 
-    await wait_until(enough, timeout=15, what=sql)
+    await wait_until(enough, timeout=timeout, what=sql)
 
 
 _SUMMARY = """
-SELECT r.id, r.number, c.name AS campaign, r.status, r.abandon_count, r.hold_seconds,
+SELECT r.id, r.number, c.name AS campaign, r.status, r.abandon_count, r.client_attempts,
        r.caller_name, coalesce(r.status_reason, '') AS reason
 FROM callback_requests r JOIN campaigns c ON c.id = r.campaign_id ORDER BY r.id
+"""
+_ATTEMPTS = """
+SELECT request_id, number, operator_interface, outcome, dial_status, talk_seconds
+FROM attempts ORDER BY created_at
 """
 _SEEN = "SELECT outcome, count(*) AS n FROM queue_abandons GROUP BY outcome ORDER BY outcome"
 
@@ -119,7 +219,7 @@ def print_summary(requests: Sequence[Any], seen: Sequence[Any]) -> None:
         "campaign",
         "status",
         "abandon_count",
-        "hold_seconds",
+        "client_attempts",
         "caller_name",
         "reason",
     ]
@@ -133,8 +233,8 @@ def print_summary(requests: Sequence[Any], seen: Sequence[Any]) -> None:
     for r in seen:
         print(f"{r['outcome']:<12} {r['n']}")
     print(
-        "\nPending requests wait for the dialer (operator first, then the client); "
-        "resolved_inbound ones are never dialled.",
+        "\ncompleted: operator and client talked; failed: retries exhausted; "
+        "resolved_inbound: the caller got through by calling again and was never dialled.",
         flush=True,
     )
 
