@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +12,6 @@ from panoramisk.message import Message
 from structlog.testing import capture_logs
 
 from callbackd.ami.link import AmiLink, AmiLinkConfig, LinkState
-from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
 from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
@@ -22,15 +21,6 @@ pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 
 NUMBER = "79161234567"
 E164 = "+79161234567"
-
-
-@pytest.fixture
-async def db(database: str) -> AsyncIterator[Any]:
-    conn = await connect(database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _requests(db: Any) -> list[Any]:

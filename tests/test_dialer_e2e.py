@@ -9,14 +9,13 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbackd.db.pool import connect
 from callbackd.lab.asterisk import LabAsterisk
 from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
@@ -69,15 +68,6 @@ def campaign(**overrides: Any) -> dict[str, Any]:
 
 def fresh_number() -> str:
     return f"7916{secrets.randbelow(10**7):07d}"
-
-
-@pytest.fixture
-async def db(database: str) -> AsyncIterator[Any]:
-    conn = await connect(database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def add_request(db: Any, number: str, *, campaign_name: str = "sales") -> int:
@@ -280,7 +270,7 @@ async def test_closed_calling_window_holds_the_callback(
     pbx.set_operator("default", "accept")
     number = fresh_number()
     pbx.set_client(number, "answer", 4)
-    today = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo(noon_zone()))
+    today = datetime.now(UTC).astimezone(ZoneInfo(noon_zone()))
     weekday = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][today.weekday()]
     other_days = [d for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] if d != weekday]
     closed = lab_settings(
