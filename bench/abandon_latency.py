@@ -31,6 +31,7 @@ from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
+from callbackd.lab.daemon import lab_config_toml
 from callbackd.lab.postgres import LabPostgres
 
 BENCH_TRIGGER = """
@@ -42,24 +43,16 @@ CREATE TRIGGER bench_notify_abandon AFTER INSERT ON queue_abandons
 
 
 def _config(dsn: str, account: AmiAccount) -> str:
-    return f"""
-[database]
-dsn = "{dsn}"
-[[ami]]
-name = "lab"
-host = "{account.host}"
-port = {account.port}
-username = "{account.username}"
-secret = "{account.secret}"
-[logging]
-format = "json"
-level = "warning"
-[phone]
-default_region = "RU"
+    return lab_config_toml(
+        dsn,
+        account,
+        log_level="warning",
+        rest="""
 [campaigns.sales]
 queue = "lab-sales"
 min_hold_seconds = 1
-"""
+""",
+    )
 
 
 def _link(name: str, account: AmiAccount, handler: Any, events: set[str] | None) -> AmiLink:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callbackd.lab.asterisk import LabAsterisk
-from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
@@ -369,19 +369,10 @@ async def test_kill_9_during_a_bridged_call_is_not_redialled(
     account = pbx.ami_callbackd
     config = tmp_path / "callbackd.toml"
     config.write_text(
-        f"""
-[database]
-dsn = "{database}"
-[[ami]]
-name = "lab"
-host = "{account.host}"
-port = {account.port}
-username = "{account.username}"
-secret = "{account.secret}"
-[phone]
-default_region = "RU"
-[logging]
-format = "json"
+        lab_config_toml(
+            database,
+            account,
+            rest=f"""
 [daemon]
 instance_name = "survivor"
 [campaigns.sales]
@@ -397,7 +388,8 @@ timezone = "{noon_zone()}"
 days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 start = "08:00"
 end = "20:00"
-"""
+""",
+        )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
     log_one = (tmp_path / "one.log").open("wb")

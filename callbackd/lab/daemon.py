@@ -55,6 +55,29 @@ def lab_settings(
     )
 
 
+def lab_config_toml(
+    dsn: str, account: AmiAccount, *, rest: str = "", log_level: str = "info"
+) -> str:
+    """A TOML config for ``callbackd run`` as its own process on the lab (database, the lab
+    PBX as endpoint "lab", region RU, JSON logs), followed by the caller's own tables."""
+    base = f"""
+[database]
+dsn = "{dsn}"
+[[ami]]
+name = "{LAB_PBX}"
+host = "{account.host}"
+port = {account.port}
+username = "{account.username}"
+secret = "{account.secret}"
+[phone]
+default_region = "RU"
+[logging]
+format = "json"
+level = "{log_level}"
+"""
+    return base + rest
+
+
 @asynccontextmanager
 async def running_daemon(
     settings: Settings, *, up_timeout: float = 10.0
