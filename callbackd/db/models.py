@@ -107,6 +107,8 @@ class CallbackRequest(Row):
     updated_at: datetime
     closed_at: datetime | None
     resolved_inbound_at: datetime | None
+    assigned_operator: str | None
+    call_now_requested_at: datetime | None
 
 
 class Attempt(Row):
