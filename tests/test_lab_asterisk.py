@@ -143,8 +143,14 @@ async def test_client_and_operator_modes_behave_as_documented(
     async with ami_driver.events("DTMFEnd", "Hangup") as events:
         reasons = await asyncio.gather(*(_originate(ami_driver, c) for c in expected))
         pressed = await events.next("DTMFEnd", lambda e: e["Channel"].startswith("Local/op7@"))
+        # The ;2 half runs lab-clients; the ;1 half (Wait) may hang up first, with the
+        # originate's own Exten.
         hung_up = await events.next(
-            "Hangup", lambda e: e["Channel"].startswith("Local/79160000011@lab-clients")
+            "Hangup",
+            lambda e: (
+                e["Channel"].startswith("Local/79160000011@lab-clients")
+                and e["Channel"].endswith(";2")
+            ),
         )
     assert dict(zip(expected, reasons, strict=True)) == expected
     assert pressed["Digit"] == "1"
