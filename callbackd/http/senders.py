@@ -17,7 +17,7 @@ from callbackd.ami.link import AmiLink
 from callbackd.domain.delivery import render
 from callbackd.domain.signature import EVENT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from callbackd.domain.targets import TargetPolicy
-from callbackd.http.guard import refusal_for_url
+from callbackd.http.guard import TargetRefused, refusal_for_url
 from callbackd.settings import SmsAmiSender, SmsHttpGateway, WebhookEndpoint
 
 
@@ -81,8 +81,24 @@ async def _post(
     except TimeoutError:
         return SendResult(ok=False, error=f"no answer within {timeout} s")
     except (aiohttp.ClientError, OSError) as err:
+        refused = _refusal_in(err)
+        if refused is not None:
+            return SendResult(ok=False, error=f"target refused: {refused}")
         # The message names the host and the cause, never headers or bodies.
         return SendResult(ok=False, error=f"{type(err).__name__}: {err}"[:300])
+
+
+def _refusal_in(err: BaseException) -> TargetRefused | None:
+    """The guard's refusal behind aiohttp's connection error, if that is what it was."""
+    seen: BaseException | None = err
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, TargetRefused):
+            return seen
+        inner = getattr(seen, "os_error", None)
+        seen = inner if isinstance(inner, BaseException) else seen.__cause__
+    return None
 
 
 class WebhookSender:
