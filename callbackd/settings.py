@@ -61,14 +61,22 @@ __all__ = [
     "AmiEndpoint",
     "CallingWindow",
     "Campaign",
+    "CampaignSms",
     "CaptureSettings",
     "ConfigError",
     "DaemonSettings",
     "DatabaseSettings",
     "LoggingSettings",
+    "OutboxSettings",
     "PhoneSettings",
     "RetryPolicy",
     "Settings",
+    "SmsAmiSender",
+    "SmsHttpGateway",
+    "SmsSettings",
+    "WebhookEndpoint",
+    "WebhookSettings",
+    "check_target_url",
     "load_settings",
     "redact_dsn",
     "render_effective_config",
@@ -668,8 +676,8 @@ class SmsAmiSender(_Model):
         description="MessageSend Destination; {number} (E.164) or {number_digits}, e.g. "
         "'pjsip:sms-trunk/sip:{number_digits}@sms.example.net'."
     )
-    from_: str | None = Field(
-        default=None, alias="from", description="MessageSend From, e.g. 'sip:shop@example.net'."
+    from_uri: str | None = Field(
+        default=None, description="MessageSend From, e.g. 'sip:shop@example.net'."
     )
     timeout_seconds: Seconds = Field(default=5.0, description="Seconds to wait for the answer.")
 

@@ -200,8 +200,8 @@ class AmiSmsSender:
             "Destination": render(self.config.destination, values),
             "Base64Body": base64.b64encode(values["text"].encode("utf-8")).decode("ascii"),
         }
-        if self.config.from_:
-            headers["From"] = self.config.from_
+        if self.config.from_uri:
+            headers["From"] = self.config.from_uri
         try:
             await link.action(headers, timeout=self.config.timeout_seconds)
         except AmiError as err:
