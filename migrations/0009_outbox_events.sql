@@ -68,13 +68,19 @@ CREATE TABLE outbox_deliveries (
 CREATE INDEX outbox_deliveries_due ON outbox_deliveries (available_at, outbox_id)
     WHERE delivered_at IS NULL AND given_up_at IS NULL;
 
--- The event payload of a request: what a CRM needs without a second lookup.
+-- The event payload of a request: what a CRM needs without a second lookup. PL/pgSQL, not
+-- SQL: its plans are cached for the session (a non-inlined SQL function is planned anew on
+-- every call, which tripled the cost of a bulk insert).
 CREATE FUNCTION callbackd_request_event_payload(r callback_requests) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    campaign_name text;
+BEGIN
+    SELECT c.name INTO campaign_name FROM campaigns c WHERE c.id = r.campaign_id;
+    RETURN jsonb_build_object(
         'request_id', r.id,
         'external_id', r.external_id,
-        'campaign', (SELECT c.name FROM campaigns c WHERE c.id = r.campaign_id),
+        'campaign', campaign_name,
         'queue', r.queue,
         'pbx', r.pbx,
         'number', r.number,
@@ -89,7 +95,8 @@ LANGUAGE sql STABLE AS $$
         'created_at', r.created_at,
         'updated_at', r.updated_at,
         'closed_at', r.closed_at
-    )
+    );
+END
 $$;
 
 CREATE FUNCTION callbackd_request_event() RETURNS trigger LANGUAGE plpgsql AS $$
