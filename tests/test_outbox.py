@@ -483,3 +483,70 @@ async def test_after_the_window_the_number_is_texted_again(database: str, db: An
     first_id, second_id = (json.loads(r.body)["id"] for r in gateway.received[1:])
     assert json.loads(gateway.received[0].body)["id"] == first_id  # the retry is the same SMS
     assert first_id != second_id
+
+
+# -- wake-up, sharing, crash recovery ----------------------------------------------------------
+async def test_notify_wakes_the_worker_long_before_its_next_poll(database: str, db: Any) -> None:
+    async with HttpPeer() as crm:
+        settings = outbox_settings(
+            database,
+            endpoints=[{"name": "crm", "url": crm.url, "secret": SECRET}],
+            poll_interval_seconds=120.0,
+        )
+        campaign_id = await _campaign(db)
+        async with running_worker(settings):
+            await asyncio.sleep(1.0)  # the worker's first look and its LISTEN are done
+            await _request(db, campaign_id, A)
+            await wait_until(lambda: len(crm.accepted) == 1, timeout=10, what="the webhook")
+
+
+async def test_two_workers_share_the_work_and_send_each_event_once(database: str, db: Any) -> None:
+    async with HttpPeer() as crm:
+        settings = outbox_settings(
+            database,
+            endpoints=[{"name": "crm", "url": crm.url, "secret": SECRET}],
+            batch_size=5,
+        )
+        campaign_id = await _campaign(db)
+        await db.execute(
+            "INSERT INTO callback_requests (campaign_id, number, source) "
+            "SELECT $1, '+7917' || lpad(g::text, 7, '0'), 'api' FROM generate_series(1, 40) g",
+            campaign_id,
+        )
+        async with running_worker(settings) as one, running_worker(settings) as two:
+            await wait_until(lambda: len(crm.accepted) >= 40, timeout=20, what="40 webhooks")
+            await wait_until(lambda: _all_delivered(db), timeout=5, what="recorded")
+            await asyncio.sleep(0.5)
+            shares = (one.stats.delivered["crm"], two.stats.delivered["crm"])
+    per_event = Counter(r.headers["Callbackd-Event-Id"] for r in crm.accepted)
+    assert len(per_event) == 40
+    assert set(per_event.values()) == {1}
+    assert sum(shares) == 40
+
+
+async def test_a_delivery_left_by_a_dead_worker_is_sent_after_its_lease(
+    database: str, db: Any
+) -> None:
+    async with HttpPeer() as crm:
+        settings = outbox_settings(
+            database, endpoints=[{"name": "crm", "url": crm.url, "secret": SECRET}]
+        )
+        campaign_id = await _campaign(db)
+        await _request(db, campaign_id, A)
+        pool = await create_pool(database, min_size=1, max_size=2)
+        try:
+            await OutboxWorker(pool, settings, {}).fan_out_once()
+        finally:
+            await pool.close()
+        # a worker claims it with a 3 s lease and dies before sending
+        claimed = await db.fetch(
+            "WITH c AS (UPDATE outbox_deliveries SET tries = tries + 1, "
+            "available_at = now() + interval '3 seconds' RETURNING 1) SELECT * FROM c"
+        )
+        assert len(claimed) == 1
+        async with running_worker(settings):
+            await asyncio.sleep(0.5)
+            assert crm.received == []  # still leased
+            await wait_until(lambda: len(crm.accepted) == 1, timeout=10, what="the re-send")
+            await wait_until(lambda: _all_delivered(db), timeout=5, what="recorded")
+    assert await db.fetchval("SELECT tries FROM outbox_deliveries") == 2
