@@ -18,7 +18,7 @@ from callbackd.domain.delivery import (
 )
 from callbackd.domain.signature import SignatureError, sign, verify_signature
 from callbackd.domain.targets import TargetPolicy, classify
-from callbackd.settings import ConfigError, load_settings
+from callbackd.settings import ConfigError, load_settings, render_effective_config
 
 SECRET = "s3cret-for-tests-0123456789"
 
@@ -339,3 +339,26 @@ def test_webhook_and_gateway_secrets_are_scrubbed_from_logs() -> None:
     )
     values = loaded.secret_values()
     assert {SECRET, "gateway-token-123", "gateway-key-456"} <= set(values)
+
+
+def test_check_config_output_redacts_webhook_and_gateway_secrets() -> None:
+    loaded = load_settings(
+        None,
+        env={},
+        webhooks=_webhooks("https://93.184.216.34/"),
+        sms={
+            "sender": "http",
+            "http": {
+                "url": "https://93.184.216.34/send",
+                "bearer_token": "gateway-token-123",
+                "basic_username": "shop",
+                "basic_password": "gateway-pass-789",
+                "secret_headers": {"X-Api-Key": "gateway-key-456"},
+            },
+        },
+    )
+    text = render_effective_config(loaded)
+    for secret in (SECRET, "gateway-token-123", "gateway-key-456", "gateway-pass-789"):
+        assert secret not in text
+    assert 'X-Api-Key = "***"' in text
+    assert load_settings(None, env={}).webhooks.endpoints == ()

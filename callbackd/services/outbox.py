@@ -284,7 +284,16 @@ class OutboxWorker:
         except Exception as err:  # a sender bug must not lose the delivery
             log.exception("sender raised; treated as a failed try")
             result = SendResult(ok=False, error=f"sender error: {type(err).__name__}")
-        await self._record(row, result, log)
+        try:
+            await self._record(row, result, log)
+        except DATABASE_DOWN as err:
+            # The lease runs out and the delivery is tried again (the receiver dedupes by
+            # the event id if this send had in fact succeeded).
+            log.error(
+                "result not recorded (database unavailable); retried after the lease",
+                sent=result.ok,
+                error=type(err).__name__,
+            )
 
     async def _record(self, row: Any, result: SendResult, log: Any) -> None:
         key = (row["outbox_id"], row["target"])
