@@ -5,7 +5,11 @@ send-time target guard, and SMS through an HTTP gateway once per number per wind
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
+import logging
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -14,15 +18,17 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.signature import verify_signature
 from callbackd.domain.targets import TargetPolicy
 from callbackd.http.guard import guarded_session, refusal_for_url
-from callbackd.http.senders import OutgoingMessage, WebhookSender
+from callbackd.http.senders import HttpSmsSender, OutgoingMessage, WebhookSender
 from callbackd.lab.daemon import wait_until
+from callbackd.logs import configure_logging
 from callbackd.services.outbox import SMS_TARGET, OutboxWorker
-from callbackd.settings import Settings, WebhookEndpoint, load_settings
+from callbackd.settings import Settings, SmsHttpGateway, WebhookEndpoint, load_settings
 from tests.http_peers import HttpPeer
 
 pytestmark = pytest.mark.postgres
@@ -550,3 +556,102 @@ async def test_a_delivery_left_by_a_dead_worker_is_sent_after_its_lease(
             await wait_until(lambda: len(crm.accepted) == 1, timeout=10, what="the re-send")
             await wait_until(lambda: _all_delivered(db), timeout=5, what="recorded")
     assert await db.fetchval("SELECT tries FROM outbox_deliveries") == 2
+
+
+# -- gateway request shapes and logs -----------------------------------------------------------
+def _sms_message(number: str = A, text: str = "Привет & hello") -> OutgoingMessage:
+    return OutgoingMessage(
+        event_id=str(uuid.uuid4()),
+        topic="sms.caller",
+        payload={"number": number, "text": text, "language": "ru"},
+        created_at="2026-11-23T00:00:00+00:00",
+        tries=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "body_format"), [("POST", "form"), ("GET", "json"), ("POST", "json")]
+)
+async def test_gateway_requests_carry_the_fields_and_auth_as_configured(
+    method: str, body_format: str
+) -> None:
+    async with HttpPeer() as gateway:
+        config = SmsHttpGateway.model_validate(
+            {
+                "url": f"{gateway.url}/send?account=shop",
+                "method": method,
+                "body_format": body_format,
+                "body": {"to": "{number_digits}", "msg": "{text}", "id": "{message_id}"},
+                "headers": {"X-Client": "callbackd"},
+                "secret_headers": {"X-Api-Key": "key-0123456789"},
+                "basic_username": "shop",
+                "basic_password": "pass-0123456789",
+                "allow_private_targets": True,
+            }
+        )
+        message = _sms_message()
+        async with guarded_session(config.policy) as session:
+            result = await HttpSmsSender(config, session).send(message)
+    assert result.ok
+    [received] = gateway.received
+    assert received.method == method
+    assert received.headers["X-Client"] == "callbackd"
+    assert received.headers["X-Api-Key"] == "key-0123456789"
+    assert received.headers["Authorization"] == "Basic " + base64.b64encode(
+        b"shop:pass-0123456789"
+    ).decode("ascii")
+    expected = {"to": A.lstrip("+"), "msg": "Привет & hello", "id": message.event_id}
+    if method == "GET":
+        assert received.query == {"account": "shop", **expected}
+    elif body_format == "form":
+        assert dict(urllib.parse.parse_qsl(received.body.decode())) == expected
+    else:
+        assert json.loads(received.body) == expected
+
+
+async def test_outbox_logs_mask_numbers_and_never_show_secrets(database: str, db: Any) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        async with HttpPeer(fail_next=1) as gateway, HttpPeer() as crm:
+            settings = _gateway_settings(database, gateway, window_hours=1.0)
+            settings = settings.model_copy(
+                update={
+                    "webhooks": load_settings(
+                        None,
+                        env={},
+                        webhooks={
+                            "allow_private_targets": True,
+                            "endpoints": [{"name": "crm", "url": crm.url, "secret": SECRET}],
+                        },
+                    ).webhooks
+                }
+            )
+            configure_logging(settings.logging, stream=stream, secrets=settings.secret_values())
+            campaign_id = await _campaign(db)
+            async with running_worker(settings):
+                await _request(db, campaign_id, A)
+                await wait_until(
+                    lambda: len(gateway.accepted) == 1 and len(crm.accepted) == 1,
+                    timeout=10,
+                    what="SMS and webhook",
+                )
+                await wait_until(lambda: _all_delivered(db), timeout=5, what="recorded")
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        structlog.reset_defaults()
+    output = stream.getvalue()
+    events = [json.loads(line) for line in output.splitlines()]
+    assert {"sms queued", "delivery failed; will retry", "delivered"} <= {
+        e["event"] for e in events
+    }
+    assert "+*******4567" in output
+    assert A not in output
+    assert A.lstrip("+") not in output
+    assert SECRET not in output
+    assert "gw-token-0123456789" not in output

@@ -157,11 +157,10 @@ class HttpSmsSender:
         headers.update({k: v.get_secret_value() for k, v in gateway.secret_headers.items()})
         if gateway.bearer_token is not None:
             headers["Authorization"] = f"Bearer {gateway.bearer_token.get_secret_value()}"
-        kwargs: dict[str, Any] = {"headers": headers}
         if gateway.basic_username is not None and gateway.basic_password is not None:
-            kwargs["auth"] = aiohttp.BasicAuth(
-                gateway.basic_username, gateway.basic_password.get_secret_value()
-            )
+            pair = f"{gateway.basic_username}:{gateway.basic_password.get_secret_value()}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        kwargs: dict[str, Any] = {"headers": headers}
         if gateway.method == "GET":
             kwargs["params"] = fields
         elif gateway.body_format == "json":
