@@ -29,6 +29,7 @@ from callbackd.domain.operators import OperatorBoard
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
+from callbackd.services.outbox import OutboxWorker
 from callbackd.services.queue_log import QueueLogReplayer
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
@@ -76,6 +77,7 @@ class Application:
     verifier: AccountVerifier | None = None
     dialer: Dialer | None = None
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
+    outbox: OutboxWorker | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -131,6 +133,7 @@ class Application:
                 "claimed": self.dialer.stats.claimed if self.dialer else 0,
                 "finished": dict(self.dialer.stats.finished) if self.dialer else {},
             },
+            "outbox": self.outbox.health() if self.outbox else {},
             "tasks": self.supervisor.running,
         }
 
@@ -202,6 +205,9 @@ class Application:
         self.supervisor.start("capture-flusher", capture.run_flusher)
         self.supervisor.start("dialer", dialer.run)
         self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
+        # Webhooks and SMS: events written by the database triggers, delivered with retries.
+        self.outbox = OutboxWorker(self.pool, settings, self.links)
+        self.supervisor.start("outbox", self.outbox.run)
 
     async def _listen_for_due(self, dialer: Dialer) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""

@@ -1,0 +1,1 @@
+"""Outgoing HTTP: the target guard and the webhook and SMS senders."""
