@@ -23,10 +23,10 @@ import structlog
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.signature import verify_signature
 from callbackd.domain.targets import TargetPolicy
-from callbackd.http.guard import guarded_session, refusal_for_url
-from callbackd.http.senders import HttpSmsSender, OutgoingMessage, WebhookSender
 from callbackd.lab.daemon import wait_until
 from callbackd.logs import configure_logging
+from callbackd.outbound.guard import guarded_session, refusal_for_url
+from callbackd.outbound.senders import HttpSmsSender, OutgoingMessage, WebhookSender
 from callbackd.services.outbox import SMS_TARGET, OutboxWorker
 from callbackd.settings import Settings, SmsHttpGateway, WebhookEndpoint, load_settings
 from tests.http_peers import HttpPeer

@@ -14,10 +14,10 @@ from structlog.testing import capture_logs
 
 from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.domain.signature import verify_signature
-from callbackd.http.senders import AmiSmsSender, OutgoingMessage
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
 from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
+from callbackd.outbound.senders import AmiSmsSender, OutgoingMessage
 from callbackd.settings import SmsAmiSender
 from tests.http_peers import HttpPeer
 

@@ -35,8 +35,8 @@ from callbackd.ami.link import AmiLink
 from callbackd.db.pool import connect
 from callbackd.db.sql import load_queries
 from callbackd.domain.delivery import BackoffPolicy, render, sms_due, topic_matches
-from callbackd.http.guard import guarded_session
-from callbackd.http.senders import (
+from callbackd.outbound.guard import guarded_session
+from callbackd.outbound.senders import (
     AmiSmsSender,
     HttpSmsSender,
     OutgoingMessage,

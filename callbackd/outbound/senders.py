@@ -17,7 +17,7 @@ from callbackd.ami.link import AmiLink
 from callbackd.domain.delivery import render
 from callbackd.domain.signature import EVENT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from callbackd.domain.targets import TargetPolicy
-from callbackd.http.guard import TargetRefused, refusal_for_url
+from callbackd.outbound.guard import TargetRefused, refusal_for_url
 from callbackd.settings import SmsAmiSender, SmsHttpGateway, WebhookEndpoint
 
 

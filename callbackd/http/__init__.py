@@ -1,1 +1,0 @@
-"""Outgoing HTTP: the target guard and the webhook and SMS senders."""
