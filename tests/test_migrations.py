@@ -31,6 +31,7 @@ EXPECTED_TABLES = {
     "customers",
     "outbox",
     "instances",
+    "api_idempotency_keys",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -41,6 +42,7 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.Customer: "customers",
     models.OutboxMessage: "outbox",
     models.Instance: "instances",
+    models.IdempotencyKey: "api_idempotency_keys",
 }
 
 

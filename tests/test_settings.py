@@ -17,6 +17,8 @@ from callbackd.settings import (
     Campaign,
     ConfigError,
     DatabaseSettings,
+    HttpSettings,
+    HttpToken,
     LoggingSettings,
     PhoneSettings,
     RetryPolicy,
@@ -169,6 +171,8 @@ def test_example_file_loads() -> None:
         Campaign,
         RetryPolicy,
         CallingWindow,
+        HttpSettings,
+        HttpToken,
     ],
 )
 def test_example_file_shows_every_key(model: type[BaseModel]) -> None:

@@ -177,3 +177,13 @@ class OutboxMessage(Row):
     last_error: str | None
     delivered_at: datetime | None
     given_up_at: datetime | None
+
+
+class IdempotencyKey(Row):
+    client: str
+    key: str
+    fingerprint: str
+    request_id: int | None
+    response_status: int | None
+    response_body: dict[str, Any] | None
+    created_at: datetime
