@@ -12,8 +12,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from callbackd.db.pool import connect
+from callbackd.http.server import OPERATIONS
 from callbackd.lab.postgres import LabPostgres
 from tests.api_daemon import ApiDaemon, api_daemon
 
@@ -576,3 +586,45 @@ async def test_health_metrics_and_request_id(
     assert created
     assert all(line["number"].startswith("+*******") for line in created)  # masked
     assert not any(daemon.tokens["writer"] in line for line in daemon.log_text().splitlines())
+
+
+# --------------------------------------------------------------------------- generated input
+
+
+@pytest.fixture(scope="module")
+def api_schema(daemon: ApiDaemon) -> Any:
+    return schemathesis.openapi.from_url(daemon.base_url + "/openapi.json")
+
+
+GENERATED = [
+    pytest.param(op.method, op.path, mode, id=f"{op.method} {op.path} {mode}")
+    for op in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    # an operation without parameters or body has no invalid input to generate
+    if mode is GenerationMode.POSITIVE or op.params or op.body
+]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), GENERATED)
+def test_generated_requests_never_get_a_5xx(
+    api_schema: Any, daemon: ApiDaemon, method: str, path: str, mode: GenerationMode
+) -> None:
+    """Schemathesis input from the served document, valid and invalid: never a 5xx, and
+    every answer is a documented status with the documented content type and schema."""
+    operation = api_schema[path][method]
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance]
+    if mode is GenerationMode.POSITIVE:
+        checks.append(response_schema_conformance)
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=20,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],
+    )
+    def run(case: Any) -> None:
+        case.call_and_validate(headers=daemon.auth(), checks=checks)
+
+    run()

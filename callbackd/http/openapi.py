@@ -114,7 +114,9 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
     if op.response is not None:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     elif op.status != 204:
-        success["content"] = {op.response_type: {"schema": {"type": "string"}}}
+        is_json = op.response_type == "application/json"
+        schema = {"type": "object"} if is_json else {"type": "string"}
+        success["content"] = {op.response_type: {"schema": schema}}
     responses[str(op.status)] = success
     problem = {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}
     codes = {400, 405, *op.errors}

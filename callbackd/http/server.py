@@ -71,6 +71,7 @@ from callbackd.settings import HttpSettings
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_ID = 2**63 - 1
 _NUMBER_PATH = re.compile(r"^\+?[0-9]{1,15}$")
+_CAMPAIGN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 _ID = Param("id", "path", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
 _CUSTOMER = Param(
@@ -112,7 +113,7 @@ OPERATIONS: tuple[Operation, ...] = (
                   {"type": "array", "items": {"type": "string",
                                               "enum": [str(s) for s in RequestStatus]}},
                   "Only these statuses (repeat the parameter).", explode=True),
-            Param("campaign", "query", {"type": "string", "maxLength": 64}),
+            Param("campaign", "query", {"type": "string", "pattern": _CAMPAIGN.pattern}),
             Param("number", "query", {"type": "string", "maxLength": 40},
                   "Only this number (any format the number policy reads)."),
             Param("created_from", "query", {"type": "string", "format": "date-time"},
@@ -389,7 +390,7 @@ class ApiServer:
         views = await self.requests.list_requests(
             RequestFilter(
                 statuses=tuple(statuses),
-                campaign=query.get("campaign") or None,
+                campaign=_campaign_param(query.get("campaign")),
                 number=query.get("number"),
                 created_from=_time_param(query.get("created_from"), "created_from"),
                 created_to=_time_param(query.get("created_to"), "created_to"),
@@ -432,8 +433,8 @@ class ApiServer:
         limit = _int_param(query.get("limit"), "limit", 1, 200, 50)
         after = _cursor(query.get("cursor"), "number", str)
         category = query.get("category") or None
-        if category is not None and (len(category) > 64 or "\x00" in category):
-            raise ApiProblem(422, "Invalid parameter", "category: at most 64 characters")
+        if category is not None and (len(category) > 64 or not _is_plain_text(category)):
+            raise ApiProblem(422, "Invalid parameter", "category: at most 64 characters of text")
         customers = await self.customers.list_customers(after=after, category=category, limit=limit)
         cursor = (
             encode_cursor({"number": customers[-1].number}) if len(customers) == limit else None
@@ -513,6 +514,22 @@ def _validate(model: type[Any], data: dict[str, Any]) -> Any:
         raise ApiProblem(
             422, "Invalid request", errors[0]["message"] if errors else None, errors=errors
         ) from err
+
+
+def _is_plain_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _campaign_param(text: str | None) -> str | None:
+    if not text:
+        return None
+    if not _CAMPAIGN.fullmatch(text):
+        raise ApiProblem(422, "Invalid parameter", "campaign: not a campaign name")
+    return text
 
 
 def _id(request: web.Request) -> int:
