@@ -209,6 +209,7 @@ class Application:
         if settings.http.enabled:
             self.api = self._build_api()
             self.supervisor.start("http-api", self.api.run)
+            self.supervisor.start("idempotency-purge", self.api.run_purge)
 
     def _build_api(self) -> ApiServer:
         """The HTTP API over the same pool, number policy and campaigns as the daemon."""

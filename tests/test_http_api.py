@@ -22,8 +22,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from callbackd.db.pool import connect
+from callbackd.db.pool import connect, create_pool
+from callbackd.domain.numbers import NumberPolicy
 from callbackd.http.server import OPERATIONS
+from callbackd.services.requests import RequestService
 from callbackd.lab.postgres import LabPostgres
 from tests.api_daemon import ApiDaemon, api_daemon
 
@@ -628,3 +630,21 @@ def test_generated_requests_never_get_a_5xx(
         case.call_and_validate(headers=daemon.auth(), checks=checks)
 
     run()
+
+
+async def test_idempotency_keys_past_retention_are_purged(daemon: ApiDaemon, conn: Any) -> None:
+    await conn.execute(
+        "INSERT INTO api_idempotency_keys (client, key, fingerprint, created_at) VALUES "
+        "('writer', 'old-1', 'f', now() - interval '2 days'), "
+        "('writer', 'old-2', 'f', now() - interval '25 hours'), "
+        "('writer', 'fresh', 'f', now() - interval '1 hour')"
+    )
+    pool = await create_pool(daemon.dsn, min_size=1, max_size=1)
+    try:
+        service = RequestService(pool, NumberPolicy.build("RU"), {})
+        assert await service.purge_idempotency_keys(24 * 3600, batch=1) == 2
+    finally:
+        await pool.close()
+    keys = await conn.fetch("SELECT key FROM api_idempotency_keys WHERE client = 'writer'")
+    assert "fresh" in {k["key"] for k in keys}
+    assert not {"old-1", "old-2"} & {k["key"] for k in keys}

@@ -232,6 +232,15 @@ class ApiServer:
         finally:
             await asyncio.wait_for(runner.cleanup(), timeout=5)
 
+    async def run_purge(self, interval: float = 3600.0) -> None:
+        """Forget Idempotency-Keys past their retention, hourly (a supervised task)."""
+        retention = self.settings.idempotency_retention_hours * 3600
+        while True:
+            purged = await self.requests.purge_idempotency_keys(retention)
+            if purged:
+                self._log.info("idempotency keys purged", purged=purged)
+            await asyncio.sleep(interval)
+
     # -- plumbing ------------------------------------------------------------------------------
     @web.middleware
     async def _middleware(

@@ -256,6 +256,19 @@ class RequestService:
             rows = await conn.fetch(self._queries["oldest_pending"])
         return {r["campaign"]: r["oldest"] for r in rows}
 
+    async def purge_idempotency_keys(self, retention_seconds: float, batch: int = 1000) -> int:
+        """Delete keys older than the retention; returns how many went."""
+        purged = 0
+        while True:
+            async with self.pool.acquire(timeout=self.timeout) as conn:
+                status = await conn.execute(
+                    self._queries["idempotency_purge"], retention_seconds, batch
+                )
+            count = int(status.split()[-1])
+            purged += count
+            if count < batch:
+                return purged
+
     # -- changes (pending only) ----------------------------------------------------------------
     async def cancel(self, request_id: int, reason: str | None = None) -> RequestView:
         return await self._change(

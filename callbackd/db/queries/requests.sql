@@ -107,3 +107,12 @@ SELECT * FROM api_idempotency_keys WHERE client = $1 AND key = $2;
 UPDATE api_idempotency_keys
 SET request_id = $3, response_status = $4, response_body = $5
 WHERE client = $1 AND key = $2;
+
+-- name: idempotency_purge
+-- Keys past their retention, a batch at a time (the periodic purge repeats until none are left).
+DELETE FROM api_idempotency_keys
+WHERE ctid IN (
+    SELECT ctid FROM api_idempotency_keys
+    WHERE created_at < now() - make_interval(secs => $1)
+    LIMIT $2
+);
