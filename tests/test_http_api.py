@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.checks import (
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.http.server import OPERATIONS
-from callbackd.services.requests import RequestService
 from callbackd.lab.postgres import LabPostgres
+from callbackd.services.requests import RequestService
 from tests.api_daemon import ApiDaemon, api_daemon
 
 pytestmark = pytest.mark.postgres
