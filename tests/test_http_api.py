@@ -571,6 +571,8 @@ async def test_health_metrics_and_request_id(
     assert health["status"] == "degraded"
     assert "http-api" in health["components"]["tasks"]
 
+    # same keep-alive connection, no token: the previous request's client is not carried over
+    await call(http, "GET", "/openapi.json", headers={"X-Request-Id": "trace-doc-1"})
     await create(http, daemon, campaign="support")
     status, text, headers = await call(http, "GET", "/metrics", token=reader)
     assert status == 200
@@ -583,7 +585,14 @@ async def test_health_metrics_and_request_id(
 
     lines = [json.loads(line) for line in daemon.log_text().splitlines() if line.startswith("{")]
     traced = [line for line in lines if line.get("http_request_id") == "trace-health-1"]
-    assert any(line["event"] == "http request" and line["route"] == "health" for line in traced)
+    [logged] = [line for line in traced if line["event"] == "http request"]
+    assert (logged["route"], logged["status"], logged["client"]) == ("health", 200, "reader")
+    [doc] = [
+        line
+        for line in lines
+        if line.get("http_request_id") == "trace-doc-1" and line["event"] == "http request"
+    ]
+    assert (doc["route"], doc["client"]) == ("openapi", None)
     created = [line for line in lines if line["event"] == "callback request created"]
     assert created
     assert all(line["number"].startswith("+*******") for line in created)  # masked

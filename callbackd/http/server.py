@@ -249,7 +249,7 @@ class ApiServer:
         rid = request_id_from(request.headers.get("X-Request-Id"), uuid.uuid4().hex)
         route = _route_name(request)
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(http_request_id=rid):
+        with structlog.contextvars.bound_contextvars(http_request_id=rid, client=None):
             try:
                 response = await handler(request)
             except ApiProblem as err:
@@ -281,8 +281,8 @@ class ApiServer:
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             caller = self._authorise(request, op.scope)
-            if caller.name:
-                structlog.contextvars.bind_contextvars(client=caller.name)
+            # The middleware bound "client" for this request and resets it afterwards.
+            structlog.contextvars.bind_contextvars(client=caller.name or None)
             return await handler(request, caller)
 
         return endpoint
