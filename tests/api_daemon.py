@@ -71,6 +71,7 @@ reconnect_backoff_max_seconds = 5.0
 verify_account = false
 [phone]
 default_region = "RU"
+blocked_prefixes = ["1"]
 [logging]
 format = "json"
 mask_numbers = true

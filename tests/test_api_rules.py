@@ -23,6 +23,7 @@ from callbackd.domain.api import (
     request_id_from,
     resolve_preferred_time,
 )
+from callbackd.settings import ConfigError, load_settings
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 
@@ -130,3 +131,34 @@ def test_unusable_preferred_times_are_refused(
 )
 def test_request_id_is_the_clients_when_safe(header: str | None, expected: str) -> None:
     assert request_id_from(header, "fallback") == expected
+
+
+@pytest.mark.parametrize(
+    ("tokens", "key", "reason"),
+    [
+        ([{"name": "crm", "sha256": "abc"}], "http.tokens.0.sha256", "64 hex digits"),
+        ([{"name": "crm", "sha256": "a" * 64, "scopes": ["admin"]}], "http.tokens.0.scopes.0", ""),
+        ([{"name": "crm", "sha256": "a" * 64, "scopes": []}], "http.tokens.0.scopes", ""),
+        (
+            [{"name": "crm", "sha256": "a" * 64}, {"name": "crm", "sha256": "b" * 64}],
+            "http.tokens.1.name",
+            "duplicate",
+        ),
+    ],
+)
+def test_bad_token_settings_name_the_key(
+    tokens: list[dict[str, object]], key: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env={}, http={"tokens": tokens})
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+
+
+def test_token_settings_accept_upper_case_hex_and_default_to_read() -> None:
+    settings = load_settings(None, env={}, http={"tokens": [{"name": "crm", "sha256": "AB" * 32}]})
+    [token] = settings.http.tokens
+    assert token.sha256 == "ab" * 32
+    assert token.scopes == ("read",)
+    assert settings.http.enabled is False
+    assert settings.http.listen_host == "127.0.0.1"

@@ -227,6 +227,7 @@ async def test_create_normalises_the_number_and_show_lists_attempts(
     [
         ({"campaign": "sales", "number": "112"}, 422, "refused"),
         ({"campaign": "sales", "number": "+7 916 12"}, 422, "refused"),
+        ({"campaign": "sales", "number": "+1 202 555 0123"}, 422, "blocked_prefix"),
         ({"campaign": "nope", "number": "+79161234567"}, 422, "unknown campaign"),
         ({"queue": "not-a-queue", "number": "+79161234567"}, 422, "no campaign"),
         ({"number": "+79161234567"}, 422, "exactly one"),
@@ -403,6 +404,11 @@ async def test_list_filters_and_keyset_pagination(
         http, "GET", "/v1/callbacks", token=reader, params={"number": national}
     )
     assert [item["id"] for item in page["items"]] == [made[3]["id"]]
+    # a number the site never calls (prefix 1 is blocked) can still be looked up
+    status, page, _ = await call(
+        http, "GET", "/v1/callbacks", token=reader, params={"number": "+12025550123"}
+    )
+    assert (status, page["items"]) == (200, [])
     status, page, _ = await call(
         http,
         "GET",

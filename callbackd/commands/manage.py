@@ -171,7 +171,7 @@ async def _customers(args: argparse.Namespace, customers: CustomerService, out: 
         _emit_one(out, CustomerOut.of(customer).model_dump(mode="json"), args.json)
     elif action == "list":
         found = await customers.list_customers(
-            after=customers.normalise(args.after) if args.after else None,
+            after=customers.lookup_number(args.after) if args.after else None,
             category=args.category,
             limit=args.limit,
         )
@@ -180,9 +180,9 @@ async def _customers(args: argparse.Namespace, customers: CustomerService, out: 
     elif action == "delete":
         await customers.delete(args.number)
         if args.json:
-            print(json.dumps({"deleted": customers.normalise(args.number)}), file=out)
+            print(json.dumps({"deleted": customers.lookup_number(args.number)}), file=out)
         else:
-            print(f"deleted {customers.normalise(args.number)}", file=out)
+            print(f"deleted {customers.lookup_number(args.number)}", file=out)
     return EXIT_OK
 
 

@@ -35,6 +35,9 @@ class CustomerService:
     def normalise(self, raw: str) -> str:
         return RequestService(self.pool, self.policy, {}).normalise(raw)
 
+    def lookup_number(self, raw: str) -> str:
+        return RequestService(self.pool, self.policy, {}).lookup_number(raw)
+
     async def upsert(self, number: str, fields: CustomerFields) -> tuple[Customer, bool]:
         """Create or replace the customer; True when it was created."""
         e164 = self.normalise(number)
@@ -61,7 +64,7 @@ class CustomerService:
         return customer, created
 
     async def get(self, number: str) -> Customer:
-        e164 = self.normalise(number)
+        e164 = self.lookup_number(number)
         async with self.pool.acquire(timeout=self.timeout) as conn:
             row = await conn.fetchrow(self._queries["get_customer"], e164)
         if row is None:
@@ -78,7 +81,7 @@ class CustomerService:
         return [Customer.from_record(r) for r in rows]
 
     async def delete(self, number: str) -> None:
-        e164 = self.normalise(number)
+        e164 = self.lookup_number(number)
         async with self.pool.acquire(timeout=self.timeout) as conn:
             deleted = await conn.fetchval(self._queries["delete_customer"], e164)
         if deleted is None:

@@ -127,6 +127,14 @@ class RequestService:
             raise Invalid(f"the number is refused: {verdict.reason}", reason=str(verdict.reason))
         return verdict.e164
 
+    def lookup_number(self, raw: str) -> str:
+        """E.164 of a number to search for: any valid number, even one the site never calls
+        (blocked prefixes, regions, own numbers), else :class:`Invalid`."""
+        verdict = classify_caller(raw, NumberPolicy(default_region=self.policy.default_region))
+        if not isinstance(verdict, Accepted):
+            raise Invalid(f"not a usable number: {verdict.reason}", reason=str(verdict.reason))
+        return verdict.e164
+
     def campaign_for_queue(self, queue: str, pbx: str | None = None) -> str:
         for name, campaign in self.campaigns.items():
             if campaign.queue == queue and (pbx is None or campaign.pbx == pbx):
@@ -231,7 +239,7 @@ class RequestService:
         return _view(row, attempts)
 
     async def list_requests(self, filters: RequestFilter) -> list[RequestView]:
-        number = self.normalise(filters.number) if filters.number is not None else None
+        number = self.lookup_number(filters.number) if filters.number is not None else None
         statuses = [str(s) for s in filters.statuses] or None
         async with self.pool.acquire(timeout=self.timeout) as conn:
             rows = await conn.fetch(
