@@ -30,6 +30,7 @@ _STATUS_TITLES = {
     409: "Conflict with the resource's current state",
     413: "Request body larger than the configured limit",
     422: "Valid JSON that breaks the rules (schema, number policy, idempotency)",
+    503: "The database is unreachable; retry later",
 }
 
 
@@ -120,6 +121,8 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
     responses[str(op.status)] = success
     problem = {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}
     codes = {400, 405, *op.errors}
+    if op.scope is not None and op.handler != "health":
+        codes |= {503}
     if op.scope is not None:
         codes |= {401, 403}
     if op.body is not None:

@@ -59,6 +59,7 @@ from callbackd.http.schemas import (
     Problem,
     RescheduleBody,
 )
+from callbackd.services.capture import DATABASE_DOWN
 from callbackd.services.customers import CustomerFields, CustomerService
 from callbackd.services.requests import (
     NewRequest,
@@ -257,9 +258,19 @@ class ApiServer:
             except RequestError as err:
                 response = _problem(err.status, err.title, err.detail, **err.extra)
             except web.HTTPException as err:
-                response = _problem(err.status, err.reason, None)
+                detail = None
+                if err.status == 413:
+                    detail = f"the body is larger than {self.settings.max_body_bytes} bytes"
+                response = _problem(err.status, err.reason, detail)
                 if err.status == 405:
                     response.headers["Allow"] = err.headers.get("Allow", "")
+            except DATABASE_DOWN as err:
+                self._log.error(
+                    "database unavailable", method=request.method, route=route,
+                    error=type(err).__name__,
+                )  # fmt: skip
+                response = _problem(503, "Service unavailable", "the database is unreachable")
+                response.headers["Retry-After"] = "5"
             except Exception:  # noqa: BLE001 - a bug: logged with the request id, 500 reveals nothing
                 self._log.exception("http request failed", method=request.method, route=route)
                 response = _problem(500, "Internal error", "see the server log", request_id=rid)
