@@ -26,11 +26,14 @@ from callbackd.db.migrations import default_migrations_dir, discover, pending_ve
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
+from callbackd.http.server import ApiServer
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.outbox import OutboxWorker
 from callbackd.services.queue_log import QueueLogReplayer
+from callbackd.services.requests import RequestService
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
 
@@ -78,6 +81,7 @@ class Application:
     dialer: Dialer | None = None
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
     outbox: OutboxWorker | None = None
+    api: ApiServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -208,6 +212,23 @@ class Application:
         # Webhooks and SMS: events written by the database triggers, delivered with retries.
         self.outbox = OutboxWorker(self.pool, settings, self.links)
         self.supervisor.start("outbox", self.outbox.run)
+        if settings.http.enabled:
+            self.api = self._build_api()
+            self.supervisor.start("http-api", self.api.run)
+            self.supervisor.start("idempotency-purge", self.api.run_purge)
+
+    def _build_api(self) -> ApiServer:
+        """The HTTP API over the same pool, number policy and campaigns as the daemon."""
+        settings = self.settings
+        timeout = settings.database.command_timeout_seconds
+        policy = number_policy(settings)
+        return ApiServer(
+            settings.http,
+            requests=RequestService(self.pool, policy, settings.campaigns, timeout=timeout),
+            customers=CustomerService(self.pool, policy, timeout=timeout),
+            health=self.health,
+            stats=lambda: self,
+        )
 
     async def _listen_for_due(self, dialer: Dialer) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""

@@ -65,6 +65,8 @@ __all__ = [
     "ConfigError",
     "DaemonSettings",
     "DatabaseSettings",
+    "HttpSettings",
+    "HttpToken",
     "LoggingSettings",
     "PhoneSettings",
     "RetryPolicy",
@@ -955,6 +957,79 @@ class Campaign(_Model):
         return self.dial_template.replace("{number}", number)
 
 
+# --------------------------------------------------------------------------- HTTP API
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+TokenScope = Literal["read", "write"]
+
+
+class HttpToken(_Model):
+    """One bearer token of the HTTP API, stored as its SHA-256 (``callbackd hash-token``)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Who holds the token (shown in logs and scopes idempotency keys).",
+    )
+    sha256: str = Field(
+        description="Hex SHA-256 of the token, as printed by `callbackd hash-token`; the token "
+        "itself is never written into the configuration."
+    )
+    scopes: tuple[TokenScope, ...] = Field(
+        default=("read",),
+        min_length=1,
+        description="read: list, show, health, metrics; write: create, cancel, reschedule, "
+        "call now, assign, customers.",
+    )
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _is_sha256_hex(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not _SHA256_HEX.fullmatch(value):
+                raise ValueError("must be 64 hex digits (the output of `callbackd hash-token`)")
+        return value
+
+
+class HttpSettings(_Model):
+    """The HTTP API (CRM side), served inside the daemon."""
+
+    enabled: bool = Field(default=False, description="Serve the HTTP API (off unless switched on).")
+    listen_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the API binds to; keep it on loopback or a private network.",
+    )
+    listen_port: int = Field(default=8580, ge=1, le=65535, description="API TCP port.")
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest accepted request body in bytes; larger bodies get 413.",
+    )
+    tokens: tuple[HttpToken, ...] = Field(
+        default=(),
+        description="Bearer tokens ([[http.tokens]] tables: name, sha256, scopes). "
+        "Without any, every request but /openapi.json is refused with 401.",
+    )
+    idempotency_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long an Idempotency-Key keeps answering with its first result.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_token_names(cls, value: tuple[HttpToken, ...]) -> tuple[HttpToken, ...]:
+        seen: set[str] = set()
+        for index, token in enumerate(value):
+            if token.name in seen:
+                raise _KeyedValueError([index, "name"], f"duplicate token name {token.name!r}")
+            seen.add(token.name)
+        return value
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -1011,6 +1086,8 @@ class Settings(BaseSettings):
                 ["ami", "pbx"], f"no AMI endpoint named {pbx!r} (known: {', '.join(names)})"
             )
         return value.model_copy(update={"ami": value.ami.model_copy(update={"pbx": pbx})})
+
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API.")
 
     @field_validator("ami")
     @classmethod

@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "outbox",
     "instances",
     "outbox_deliveries",
+    "api_idempotency_keys",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -43,6 +44,7 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.OutboxMessage: "outbox",
     models.Instance: "instances",
     models.OutboxDelivery: "outbox_deliveries",
+    models.IdempotencyKey: "api_idempotency_keys",
 }
 
 

@@ -18,6 +18,8 @@ from callbackd.settings import (
     CampaignSms,
     ConfigError,
     DatabaseSettings,
+    HttpSettings,
+    HttpToken,
     LoggingSettings,
     OutboxSettings,
     PhoneSettings,
@@ -183,6 +185,8 @@ def test_example_file_loads() -> None:
         SmsHttpGateway,
         SmsAmiSender,
         CampaignSms,
+        HttpSettings,
+        HttpToken,
     ],
 )
 def test_example_file_shows_every_key(model: type[BaseModel]) -> None:

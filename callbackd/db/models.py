@@ -193,3 +193,13 @@ class OutboxDelivery(Row):
     last_status: int | None
     delivered_at: datetime | None
     given_up_at: datetime | None
+
+
+class IdempotencyKey(Row):
+    client: str
+    key: str
+    fingerprint: str
+    request_id: int | None
+    response_status: int | None
+    response_body: dict[str, Any] | None
+    created_at: datetime
