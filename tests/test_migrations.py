@@ -41,6 +41,9 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.Customer: "customers",
     models.OutboxMessage: "outbox",
     models.Instance: "instances",
+    models.CallerPaysCall: "caller_pays_calls",
+    models.OperatorReminder: "operator_reminders",
+    models.ReminderCall: "reminder_calls",
 }
 
 
