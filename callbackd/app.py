@@ -26,10 +26,13 @@ from callbackd.db.migrations import default_migrations_dir, discover, pending_ve
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
+from callbackd.services.caller_pays import CallerPaysCapture
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.client_first import ClientFirstDialer
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.queue_log import QueueLogReplayer
+from callbackd.services.reminders import ReminderCaller
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
 
@@ -76,6 +79,9 @@ class Application:
     verifier: AccountVerifier | None = None
     dialer: Dialer | None = None
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
+    client_first: ClientFirstDialer | None = None
+    reminders: ReminderCaller | None = None
+    caller_pays: CallerPaysCapture | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -100,6 +106,9 @@ class Application:
             if self.dialer is not None:
                 left = await self.dialer.drain(grace)
                 log.info("dialer drained", calls_left_in_flight=left)
+            if self.client_first is not None:
+                left = await self.client_first.drain(grace)
+                log.info("client-first dialer drained", calls_left_in_flight=left)
             await self.supervisor.stop(5.0)
             return EXIT_OK
         finally:
@@ -162,7 +171,8 @@ class Application:
             max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
         )
         self.dialer = dialer
-        queue_handler = QueueEventHandler(self.boards, dialer.wake)
+        modes = self._build_modes(campaigns)
+        queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {
                 "QueueCallerAbandon": capture_handler,
@@ -171,6 +181,7 @@ class Application:
                 **dict.fromkeys(QUEUE_EVENTS, queue_handler),
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
                 f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,
+                **modes["routes"],
             }
         )
         for endpoint in settings.ami:
@@ -201,7 +212,64 @@ class Application:
             self.supervisor.start(f"ami-{endpoint.name}", link.run)
         self.supervisor.start("capture-flusher", capture.run_flusher)
         self.supervisor.start("dialer", dialer.run)
+        if self.client_first is not None:
+            self.supervisor.start("client-first-dialer", self.client_first.run)
+        if self.reminders is not None:
+            self.supervisor.start("reminders", self.reminders.run)
         self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
+
+    def _build_modes(self, campaigns: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        """Client-first dialer, caller-pays capture and reminder calls (dialer modes)."""
+        settings = self.settings
+        dialer = self.dialer
+        assert dialer is not None
+        wanted = [
+            DialerCampaign(id=ref.id, name=ref.name, settings=settings.campaigns[ref.name])
+            for ref in campaigns.values()
+        ]
+        instance = dialer.instance
+        client_first = ClientFirstDialer(
+            pool=self.pool,
+            links=self.links,
+            boards=self.boards,
+            campaigns=wanted,
+            instance=instance,
+            max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
+        )
+        reminders = ReminderCaller(
+            pool=self.pool,
+            links=self.links,
+            boards=self.boards,
+            campaigns=wanted,
+            instance=instance,
+        )
+        caller_pays = CallerPaysCapture(
+            self.pool,
+            {
+                ref.name: ref
+                for ref in campaigns.values()
+                if settings.campaigns[ref.name].mode == "client_first"
+            },
+            number_policy(settings),
+            on_stored=client_first.wake,
+            write_timeout=settings.database.command_timeout_seconds,
+        )
+        has_client_first = any(c.settings.mode == "client_first" for c in wanted)
+        self.client_first = client_first if has_client_first else None
+        self.reminders = reminders if reminders.campaigns else None
+        self.caller_pays = caller_pays
+
+        def wake() -> None:
+            dialer.wake()
+            client_first.wake()
+
+        routes = {
+            f"userevent:{contract.CLIENT_FIRST_EVENT}": client_first.on_attempt_event,
+            f"userevent:{contract.CLIENT_FIRST_RESULT_EVENT}": client_first.on_result_event,
+            f"userevent:{contract.CALLER_PAYS_EVENT}": caller_pays.on_event,
+            f"userevent:{contract.REMINDER_EVENT}": reminders.on_reminder_event,
+        }
+        return {"wake": wake, "routes": routes}
 
     async def _listen_for_due(self, dialer: Dialer) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""

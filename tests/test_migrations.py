@@ -31,6 +31,9 @@ EXPECTED_TABLES = {
     "customers",
     "outbox",
     "instances",
+    "caller_pays_calls",
+    "operator_reminders",
+    "reminder_calls",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
