@@ -124,9 +124,11 @@ def test_caller_pays_verdicts() -> None:
         "no_client_first_campaign"
     )
     withheld = judge_caller_pays("hotline", "", campaigns, POLICY)
-    assert isinstance(withheld, CallerPaysSkip) and withheld.reason == "withheld"
+    assert isinstance(withheld, CallerPaysSkip)
+    assert withheld.reason == "withheld"
     emergency = judge_caller_pays("hotline", "112", campaigns, POLICY)
-    assert isinstance(emergency, CallerPaysSkip) and emergency.reason == "emergency"
+    assert isinstance(emergency, CallerPaysSkip)
+    assert emergency.reason == "emergency"
 
 
 def test_operators_to_remind_skips_those_being_rung() -> None:
@@ -191,11 +193,13 @@ async def test_call_now_is_claimed_first_whatever_its_due_time_and_only_once(db:
     asked = await request_call_now(db, later)
     assert asked.call_now_requested_at is not None
     claimed = await _claim(db, Q["claim_call_now"], campaign, OP1)
-    assert claimed is not None and claimed.id == later
+    assert claimed is not None
+    assert claimed.id == later
     assert claimed.call_now_requested_at is None  # a one-shot
     assert await _claim(db, Q["claim_call_now"], campaign, OP2) is None
     claimed = await _claim(db, D["claim_next"], campaign, OP2)
-    assert claimed is not None and claimed.id == ordinary
+    assert claimed is not None
+    assert claimed.id == ordinary
 
 
 async def test_an_assigned_request_goes_only_to_its_operator(db: Any) -> None:
@@ -207,7 +211,8 @@ async def test_an_assigned_request_goes_only_to_its_operator(db: Any) -> None:
     await request_call_now(db, request_id)  # keeps the assignment
     assert await _claim(db, Q["claim_call_now"], campaign, OP1) is None
     claimed = await _claim(db, Q["claim_call_now"], campaign, OP2)
-    assert claimed is not None and claimed.id == request_id
+    assert claimed is not None
+    assert claimed.id == request_id
 
 
 async def test_call_now_to_a_given_operator_reassigns(db: Any) -> None:
