@@ -1,0 +1,235 @@
+"""Dialer modes end to end: the real daemon, the real lab Asterisk and the real Postgres.
+
+Client first (the client rings first, then joins the queue ahead of live callers), the
+caller-pays DID (never answered, called back), CRM-task mode (never auto-dialled, reminder
+calls with the right count, "call now" to the assigned or a given operator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from callbackd.lab.asterisk import LabAsterisk
+from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.driver import LabDriver
+from callbackd.services.call_now import assign, request_call_now
+from tests.test_dialer_e2e import add_request, attempts_of, campaign, fresh_number, wait_status
+
+pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
+
+OP2 = "Local/op2@lab-operators"
+OP3 = "Local/op3@lab-operators"
+
+
+def hotline(**overrides: Any) -> dict[str, Any]:
+    """A client-first help line on lab-support (members op3, op4)."""
+    client_first = {"queue_priority": 50, **overrides.pop("client_first", {})}
+    return campaign(
+        queue="lab-support", mode="client_first", client_first=client_first, **overrides
+    )
+
+
+async def test_client_first_rings_the_client_then_queues_them_ahead_of_live_callers(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    # Nobody answers in lab-support: callers wait, and the order of the queue shows.
+    pbx.set_operator("default", "away")
+    number = fresh_number()
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"hotline": hotline()})
+    async with ami_driver.events("QueueCallerJoin", "Newchannel") as events:
+        caller = await ami_driver.originate_caller(
+            fresh_number(), queue="lab-support", wait_seconds=30
+        )
+        await events.next("QueueCallerJoin", lambda e: e.get("Uniqueid") == f"{caller};2")
+        async with running_daemon(settings):
+            request_id = await add_request(db, number, campaign_name="hotline")
+            row = await wait_status(db, request_id, "completed", timeout=20)
+            [attempt] = await attempts_of(db, request_id)
+            joined = await events.next(
+                "QueueCallerJoin",
+                lambda e: e.get("Uniqueid") == attempt["client_channel_id"],
+                timeout=10,
+            )
+        ours = [
+            str(e.get("Channel"))
+            for e in events.pending
+            if e.event == "Newchannel"
+            and str(e.get("Uniqueid")).startswith("callbackd-")
+            and "@callbackd-probe" not in str(e.get("Channel"))
+        ]
+    assert attempt["mode"] == "client_first"
+    assert attempt["outcome"] == "completed"
+    assert attempt["operator_interface"] is None
+    assert attempt["stage"] == "queued"
+    assert row["client_attempts"] == 1
+    # The callback's client joined lab-support in FIRST place, ahead of the live caller
+    # who was already waiting: QUEUE_PRIO did it.
+    assert joined.get("Queue") == "lab-support"
+    assert joined.get("Position") == "1"
+    assert joined.get("Count") == "2"
+    # The one call callbackd placed went to the client (the queue rings its operators for
+    # the live caller, not for callbackd).
+    assert ours
+    assert all(f"{number}@lab-clients" in c for c in ours)
+
+
+async def test_client_first_busy_client_is_retried(
+    pbx: LabAsterisk, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "away")
+    number = fresh_number()
+    pbx.set_client(number, "busy")
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"hotline": hotline()})
+    async with running_daemon(settings):
+        request_id = await add_request(db, number, campaign_name="hotline")
+
+        async def one_busy() -> bool:
+            return any(a["outcome"] == "busy" for a in await attempts_of(db, request_id))
+
+        await wait_until(one_busy, timeout=15, what="a busy attempt")
+        pbx.set_client(number, "answer")
+        row = await wait_status(db, request_id, "completed", timeout=20)
+    assert [a["outcome"] for a in await attempts_of(db, request_id)] == ["busy", "completed"]
+    assert row["client_attempts"] == 2
+
+
+async def test_caller_pays_call_is_never_answered_and_the_caller_is_called_back(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "away")
+    number = fresh_number()
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"hotline": hotline()})
+    async with (
+        running_daemon(settings),
+        ami_driver.events("Newstate", "Newchannel", "UserEvent") as events,
+    ):
+        replies = await ami_driver.action_list(
+            {
+                "Action": "Originate",
+                "Channel": f"Local/{number}@lab-did",
+                "Application": "Wait",
+                "Data": "5",
+                "Async": "true",
+                "Timeout": "5000",
+                "ChannelId": f"lab-did-{number}",
+                "OtherChannelId": f"lab-did-{number};2",
+            },
+            timeout=10,
+        )
+        reported = await events.next(
+            "UserEvent", lambda e: e.get("UserEvent") == "CallbackdCallerPays"
+        )
+
+        async def stored() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM callback_requests"))
+
+        await wait_until(stored, timeout=10, what="the caller-pays request")
+        request = await db.fetchrow("SELECT * FROM callback_requests")
+        row = await wait_status(db, request["id"], "completed", timeout=20)
+        [attempt] = await attempts_of(db, request["id"])
+        seen = list(events.pending)
+    # The DID call: rejected, never answered (no channel of it ever went Up, state 6).
+    outcome = next(m for m in replies if m.event == "OriginateResponse")
+    assert outcome.get("Response") == "Failure"
+    did_states = [
+        e.get("ChannelState")
+        for e in seen
+        if e.event == "Newstate" and f"{number}@lab-did" in str(e.get("Channel"))
+    ]
+    assert "6" not in did_states
+    assert reported.get("Number") == number
+    assert reported.get("Campaign") == "hotline"
+    assert reported.get("Uniqueid") == f"lab-did-{number};2"
+    # The callback: stored once, source caller_pays, the client rung and queued.
+    assert request["source"] == "caller_pays"
+    assert request["number"] == f"+{number}"
+    assert attempt["mode"] == "client_first"
+    assert attempt["outcome"] == "completed"
+    assert row["status"] == "completed"
+    assert any(
+        e.event == "Newchannel" and f"{number}@lab-clients" in str(e.get("Channel")) for e in seen
+    )
+    calls = await db.fetch("SELECT * FROM caller_pays_calls")
+    assert [(c["uniqueid"], c["outcome"]) for c in calls] == [(f"lab-did-{number};2", "stored")]
+
+
+async def test_client_first_lands_the_client_in_a_configured_context(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    number = fresh_number()
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"hotline": hotline(client_first={"landing_context": "lab-landing"})},
+    )
+    async with ami_driver.events("UserEvent") as events, running_daemon(settings):
+        request_id = await add_request(db, number, campaign_name="hotline")
+        await wait_status(db, request_id, "completed", timeout=20)
+        landed = await events.next("UserEvent", lambda e: e.get("UserEvent") == "LabLanded")
+    [attempt] = await attempts_of(db, request_id)
+    assert attempt["stage"] == "landed"
+    assert landed.get("Uniqueid") == attempt["client_channel_id"]
+
+
+async def test_crm_task_mode_reminds_and_calls_now_but_never_dials_by_itself(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "away")
+    pbx.set_operator("op2", "talk")  # op2's phone answers the reminder
+    crm = campaign(
+        mode="crm_task",
+        crm={
+            "reminder_after_seconds": 1,
+            "reminder_interval_seconds": 600,
+            "reminder_ring_seconds": 5,
+        },
+    )
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"crm": crm})
+    numbers = [fresh_number() for _ in range(3)]
+    for number in numbers:
+        pbx.set_client(number, "answer", 4)
+    async with ami_driver.events("UserEvent") as events, running_daemon(settings):
+        ids = [await add_request(db, number, campaign_name="crm") for number in numbers]
+        await assign(db, ids[0], OP2)
+        await assign(db, ids[1], OP2)
+        # The reminder: op2 is idle with two requests older than 1 s waiting.
+        heard = await events.next(
+            "UserEvent",
+            lambda e: (
+                e.get("UserEvent") == "CallbackdReminder" and str(e.get("Channel")).startswith(OP2)
+            ),
+            timeout=20,
+        )
+        assert heard.get("Count") == "2"
+        await asyncio.sleep(3)
+        # Never auto-dialled: no attempt for any request; one reminder for op2 only.
+        assert await db.fetchval("SELECT count(*) FROM attempts") == 0
+        reminders = await db.fetch(
+            "SELECT * FROM reminder_calls WHERE operator_interface = $1", OP2
+        )
+        assert len(reminders) == 1
+        assert reminders[0]["pending_count"] == 2
+        assert reminders[0]["outcome"] == "answered"
+        assert reminders[0]["heard_at"] is not None
+        assert heard.get("Uniqueid") == reminders[0]["channel_id"]
+        # Call now, assigned request: to op2, operator first, bridged with the client.
+        pbx.set_operator("op2", "accept")
+        await request_call_now(db, ids[0])
+        await wait_status(db, ids[0], "completed", timeout=30)
+        # Call now to a given operator: an unassigned request goes to op3 and nobody else.
+        pbx.set_operator("op3", "accept")
+        await request_call_now(db, ids[2], OP3)
+        await wait_status(db, ids[2], "completed", timeout=30)
+        still = await db.fetchval("SELECT status FROM callback_requests WHERE id = $1", ids[1])
+    [first] = await attempts_of(db, ids[0])
+    assert first["operator_interface"] == OP2
+    assert first["outcome"] == "completed"
+    assert first["dial_status"] == "ANSWER"
+    [third] = await attempts_of(db, ids[2])
+    assert third["operator_interface"] == OP3
+    assert third["outcome"] == "completed"
+    assert still == "pending"  # nobody asked to call it: CRM mode leaves it alone
+    assert await attempts_of(db, ids[1]) == []
