@@ -114,19 +114,22 @@ HOTLINE = CampaignRef(
 
 def test_caller_pays_verdicts() -> None:
     campaigns = {"hotline": HOTLINE}
-    assert judge_caller_pays("hotline", "79161234567", campaigns, POLICY) == CallerPaysStore(
+    assert judge_caller_pays("pbx", "hotline", "79161234567", campaigns, POLICY) == CallerPaysStore(
         campaign=HOTLINE, number="+79161234567"
     )
-    assert judge_caller_pays("", "79161234567", campaigns, POLICY) == CallerPaysSkip(
+    assert judge_caller_pays("pbx", "", "79161234567", campaigns, POLICY) == CallerPaysSkip(
         "no_client_first_campaign"
     )
-    assert judge_caller_pays("sales", "79161234567", campaigns, POLICY) == CallerPaysSkip(
+    assert judge_caller_pays("pbx", "sales", "79161234567", campaigns, POLICY) == CallerPaysSkip(
         "no_client_first_campaign"
     )
-    withheld = judge_caller_pays("hotline", "", campaigns, POLICY)
+    assert judge_caller_pays("branch", "hotline", "79161234567", campaigns, POLICY) == (
+        CallerPaysSkip("campaign_of_another_pbx")
+    )
+    withheld = judge_caller_pays("pbx", "hotline", "", campaigns, POLICY)
     assert isinstance(withheld, CallerPaysSkip)
     assert withheld.reason == "withheld"
-    emergency = judge_caller_pays("hotline", "112", campaigns, POLICY)
+    emergency = judge_caller_pays("pbx", "hotline", "112", campaigns, POLICY)
     assert isinstance(emergency, CallerPaysSkip)
     assert emergency.reason == "emergency"
 

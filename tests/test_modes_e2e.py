@@ -8,15 +8,27 @@ calls with the right count, "call now" to the assigned or a given operator).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callbackd.lab.asterisk import LabAsterisk
-from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import LabDriver
 from callbackd.services.call_now import assign, request_call_now
-from tests.test_dialer_e2e import add_request, attempts_of, campaign, fresh_number, wait_status
+from tests.test_dialer_e2e import (
+    add_request,
+    attempts_of,
+    campaign,
+    fresh_number,
+    noon_zone,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 
@@ -233,3 +245,94 @@ async def test_crm_task_mode_reminds_and_calls_now_but_never_dials_by_itself(
     assert third["outcome"] == "completed"
     assert still == "pending"  # nobody asked to call it: CRM mode leaves it alone
     assert await attempts_of(db, ids[1]) == []
+
+
+async def test_call_now_in_an_operator_first_campaign_dials_a_request_due_later(
+    pbx: LabAsterisk, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "accept")
+    number = fresh_number()
+    pbx.set_client(number, "answer", 4)
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"sales": campaign()})
+    async with running_daemon(settings):
+        request_id = await add_request(db, number)
+        await db.execute(
+            "UPDATE callback_requests SET due_at = now() + interval '1 hour' WHERE id = $1",
+            request_id,
+        )
+        await asyncio.sleep(2)
+        assert await attempts_of(db, request_id) == []  # not due for an hour
+        asked = await request_call_now(db, request_id)
+        row = await wait_status(db, request_id, "completed", timeout=30)
+    [attempt] = await attempts_of(db, request_id)
+    assert attempt["outcome"] == "completed"
+    assert attempt["mode"] == "operator_first"
+    assert asked.call_now_requested_at is not None
+    assert row["call_now_requested_at"] is None  # cleared when claimed
+    assert (attempt["created_at"] - asked.call_now_requested_at).total_seconds() < 5
+
+
+async def test_kill_9_while_the_client_rings_is_adopted_and_finished(
+    pbx: LabAsterisk, database: str, db: Any, tmp_path: Path
+) -> None:
+    pbx.set_operator("default", "away")
+    number = fresh_number()
+    pbx.set_client(number, "confirm", 6)  # answers, presses 1 after 6 s
+    config = tmp_path / "callbackd.toml"
+    config.write_text(
+        lab_config_toml(
+            database,
+            pbx.ami_callbackd,
+            rest=f"""
+[daemon]
+instance_name = "survivor"
+[campaigns.hotline]
+queue = "lab-support"
+mode = "client_first"
+dial_template = "Local/{{number}}@lab-clients"
+client_ring_seconds = 5
+client_confirm = true
+operator_confirm_timeout_seconds = 8
+[campaigns.hotline.window]
+timezone = "{noon_zone()}"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "08:00"
+end = "20:00"
+""",
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
+    command = [sys.executable, "-m", "callbackd", "run", "--config", str(config)]
+    first = subprocess.Popen(  # noqa: ASYNC220 - the daemon under test
+        command, stdout=(tmp_path / "one.log").open("wb"), stderr=subprocess.STDOUT, env=env
+    )
+    second = None
+    try:
+        await asyncio.sleep(1.5)
+        request_id = await add_request(db, number, campaign_name="hotline")
+
+        async def answered() -> bool:
+            rows = await attempts_of(db, request_id)
+            return bool(rows) and rows[0]["stage"] == "client_answered"
+
+        await wait_until(answered, timeout=15, what="the client answered")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = subprocess.Popen(  # noqa: ASYNC220 - the restarted daemon
+            command, stdout=(tmp_path / "two.log").open("wb"), stderr=subprocess.STDOUT, env=env
+        )
+        row = await wait_status(db, request_id, "completed", timeout=20)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+    [attempt] = await attempts_of(db, request_id)
+    assert attempt["outcome"] == "completed"
+    assert attempt["stage"] == "queued"
+    assert row["client_attempts"] == 1
+    log = (tmp_path / "two.log").read_text()
+    assert "adopted an in-flight attempt" in log
+    assert "unknown campaign" not in log
+    # The subprocess ran this checkout's code (the one with client-first support).
+    assert "client_first" in log

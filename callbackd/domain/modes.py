@@ -83,20 +83,24 @@ class CallerPaysSkip:
 
 
 def judge_caller_pays(
+    pbx: str,
     campaign_name: str,
     raw_number: str | None,
     campaigns: Mapping[str, CampaignRef],
     policy: NumberPolicy,
 ) -> CallerPaysStore | CallerPaysSkip:
-    """A call to a caller-pays DID: which client-first campaign and number, or why not.
+    """A call to a caller-pays DID on ``pbx``: which client-first campaign and number, or
+    why not.
 
     ``campaigns`` holds the client-first campaigns by name; any other name (or an empty
-    one: the dialplan blanks invalid names) is refused, as are numbers the number policy
-    refuses (withheld, invalid, emergency, premium, blocked).
+    one: the dialplan blanks invalid names), or a campaign of another PBX, is refused, as
+    are numbers the number policy refuses (withheld, invalid, emergency, premium, blocked).
     """
     campaign = campaigns.get(campaign_name)
     if campaign is None:
         return CallerPaysSkip("no_client_first_campaign")
+    if campaign.pbx != pbx:
+        return CallerPaysSkip("campaign_of_another_pbx")
     verdict = classify_caller(raw_number or None, policy)
     if not isinstance(verdict, Accepted):
         return CallerPaysSkip(str(verdict.reason))

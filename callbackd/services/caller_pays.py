@@ -86,7 +86,7 @@ class CallerPaysCapture:
         if not uniqueid:
             log.error("caller-pays event without a Uniqueid ignored")
             return CallerPaysOutcome.SKIPPED
-        verdict = judge_caller_pays(campaign_name, raw_number, self._campaigns, self._numbers)
+        verdict = judge_caller_pays(pbx, campaign_name, raw_number, self._campaigns, self._numbers)
         try:
             return await self._store(verdict, pbx, uniqueid, campaign_name, raw_number, linkedid)
         except DATABASE_DOWN as err:

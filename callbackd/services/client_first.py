@@ -42,6 +42,7 @@ class ClientFirstDialer(Dialer):
     """Places client-first callbacks for every ``client_first`` campaign."""
 
     MODES = ("client_first",)
+    ATTEMPT_MODE = "client_first"
 
     async def on_attempt_event(self, _link: AmiLink, message: Message) -> None:
         """UserEvent CallbackdClientFirst: the client's channel reached a stage."""

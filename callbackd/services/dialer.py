@@ -108,6 +108,8 @@ class Dialer:
 
     MODES: tuple[str, ...] = ("operator_first", "crm_task")
     """Campaign modes this dialer serves (crm_task: only requests asked to be called now)."""
+    ATTEMPT_MODE: str = "operator_first"
+    """The attempts (attempts.mode) this dialer places and adopts after a crash."""
 
     def __init__(
         self,
@@ -631,6 +633,8 @@ class Dialer:
         by_id = {c.id: c for c in self._campaigns}
         for row in rows:
             attempt = Attempt.from_record(row)
+            if attempt.mode != self.ATTEMPT_MODE:
+                continue  # the other dialer of this instance (same name) follows it
             campaign = by_id.get(attempt.campaign_id or -1)
             link = self._links.get(attempt.pbx)
             if campaign is None or link is None:
