@@ -308,7 +308,11 @@ end = "20:00"
     )
     second = None
     try:
-        await asyncio.sleep(1.5)
+        # The request can only be added once the daemon has synced the campaign row.
+        async def synced() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM campaigns"))
+
+        await wait_until(synced, timeout=20, what="the daemon synced its campaign")
         request_id = await add_request(db, number, campaign_name="hotline")
 
         async def answered() -> bool:
