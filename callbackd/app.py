@@ -140,6 +140,15 @@ class Application:
                 "claimed": self.dialer.stats.claimed if self.dialer else 0,
                 "finished": dict(self.dialer.stats.finished) if self.dialer else {},
             },
+            "client_first": {
+                "in_flight": self.client_first.in_flight if self.client_first else 0,
+                "claimed": self.client_first.stats.claimed if self.client_first else 0,
+                "finished": dict(self.client_first.stats.finished) if self.client_first else {},
+            },
+            "reminders": {
+                "placed": self.reminders.stats.placed if self.reminders else 0,
+                "heard": self.reminders.stats.heard if self.reminders else 0,
+            },
             "tasks": self.supervisor.running,
         }
 

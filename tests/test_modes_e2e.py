@@ -27,6 +27,7 @@ from tests.test_dialer_e2e import (
     campaign,
     fresh_number,
     noon_zone,
+    pause,
     wait_status,
 )
 
@@ -204,9 +205,13 @@ async def test_crm_task_mode_reminds_and_calls_now_but_never_dials_by_itself(
     for number in numbers:
         pbx.set_client(number, "answer", 4)
     async with ami_driver.events("UserEvent") as events, running_daemon(settings):
+        await pause(ami_driver, OP2, True)
         ids = [await add_request(db, number, campaign_name="crm") for number in numbers]
         await assign(db, ids[0], OP2)
         await assign(db, ids[1], OP2)
+        await asyncio.sleep(3.5)  # due after 1 s, looked for every 2 s: but op2 is paused
+        assert await db.fetchval("SELECT count(*) FROM reminder_calls") == 0
+        await pause(ami_driver, OP2, False)
         # The reminder: op2 is idle with two requests older than 1 s waiting.
         heard = await events.next(
             "UserEvent",
