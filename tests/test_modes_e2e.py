@@ -345,3 +345,39 @@ end = "20:00"
     assert "unknown campaign" not in log
     # The subprocess ran this checkout's code (the one with client-first support).
     assert "client_first" in log
+
+
+async def test_client_first_can_wait_for_a_free_operator(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "away")
+    members = [OP3, "Local/op4@lab-operators"]
+
+    async def pause_support(interface: str, paused: bool) -> None:
+        reply = await ami_driver.action(
+            {
+                "Action": "QueuePause",
+                "Queue": "lab-support",
+                "Interface": interface,
+                "Paused": "true" if paused else "false",
+            }
+        )
+        assert reply.success, reply
+
+    for member in members:
+        await pause_support(member, True)
+    number = fresh_number()
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"hotline": hotline(client_first={"require_free_operator": True})},
+    )
+    async with running_daemon(settings):
+        request_id = await add_request(db, number, campaign_name="hotline")
+        await asyncio.sleep(3)
+        assert await attempts_of(db, request_id) == []  # nobody free: the client waits
+        await pause_support(OP3, False)
+        await wait_status(db, request_id, "completed", timeout=20)
+    [attempt] = await attempts_of(db, request_id)
+    assert attempt["mode"] == "client_first"
+    assert attempt["stage"] == "queued"
