@@ -9,6 +9,7 @@ is set, after stopping every task within the configured deadline.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -225,7 +226,7 @@ class Application:
             self.supervisor.start("client-first-dialer", self.client_first.run)
         if self.reminders is not None:
             self.supervisor.start("reminders", self.reminders.run)
-        self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
+        self.supervisor.start("due-listener", lambda: self._listen_for_due(modes["wake"]))
 
     def _build_modes(self, campaigns: dict[tuple[str, str], Any]) -> dict[str, Any]:
         """Client-first dialer, caller-pays capture and reminder calls (dialer modes)."""
@@ -280,7 +281,7 @@ class Application:
         }
         return {"wake": wake, "routes": routes}
 
-    async def _listen_for_due(self, dialer: Dialer) -> None:
+    async def _listen_for_due(self, wake: Callable[[], None]) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""
         db = self.settings.database
         while True:
@@ -291,7 +292,7 @@ class Application:
                 continue
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            await conn.add_listener(DUE_CHANNEL, lambda *_args: dialer.wake())
+            await conn.add_listener(DUE_CHANNEL, lambda *_args: wake())
             try:
                 await lost.wait()
             finally:

@@ -329,3 +329,29 @@ async def test_caller_pays_is_stored_once_per_uniqueid(database: str, db: Any) -
         "1.4": "no_client_first_campaign",
     }
     assert len(woken) == 2
+
+
+async def test_client_first_claim_takes_call_now_first_and_due_requests_only(db: Any) -> None:
+    campaign = await _campaign(db, "hotline", "client_first")
+    due = await _request(db, campaign, "+79161234567")
+    later = await _request(db, campaign, "+79161234568", due_in=timedelta(hours=1))
+    asked = await _request(db, campaign, "+79161234569", due_in=timedelta(hours=2))
+    await request_call_now(db, asked)
+
+    async def claim() -> Any:
+        attempt = uuid.uuid4()
+        return await db.fetchrow(
+            Q["claim_client_first"], campaign, attempt, "pbx", f"callbackd-{attempt}", "me"
+        )
+
+    first = await claim()
+    assert CallbackRequest.model_validate(first["request"]).id == asked
+    assert first["attempt"]["mode"] == "client_first"
+    assert first["attempt"]["operator_interface"] is None
+    assert first["attempt"]["client_channel_id"] == first["attempt"]["operator_channel_id"]
+    second = await claim()
+    assert CallbackRequest.model_validate(second["request"]).id == due
+    assert await claim() is None  # the last one is due in an hour
+    assert await db.fetchval("SELECT status FROM callback_requests WHERE id = $1", later) == (
+        "pending"
+    )
