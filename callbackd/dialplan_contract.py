@@ -317,6 +317,7 @@ CONTEXT_NAME_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ
 CLIENT_FIRST_VARIABLES: Final = frozenset(
     {
         VAR_ATTEMPT_ID,
+        VAR_NUMBER,
         VAR_TARGET_QUEUE,
         VAR_QUEUE_PRIO,
         VAR_LANDING,

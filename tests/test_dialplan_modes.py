@@ -59,6 +59,7 @@ def test_client_first_stages_match_the_contract() -> None:
 
 def test_client_first_checks_every_input_before_the_queue_or_the_landing() -> None:
     context = _context(contract.CLIENT_FIRST_CONTEXT)
+    assert context.index(f"REPLACE({contract.VAR_NUMBER},") < context.index("CALLERID(num)=")
     checks = context.index(f"REPLACE({contract.VAR_TARGET_QUEUE},")
     assert checks < context.index("Gosub(callbackd-queue,s,1(")
     assert context.index(f"REPLACE({contract.VAR_LANDING},") < context.index("Goto(${")

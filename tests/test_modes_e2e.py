@@ -83,6 +83,7 @@ async def test_client_first_rings_the_client_then_queues_them_ahead_of_live_call
     assert joined.get("Queue") == "lab-support"
     assert joined.get("Position") == "1"
     assert joined.get("Count") == "2"
+    assert joined.get("CallerIDNum") == number  # operators see the client's number
     # The one call callbackd placed went to the client (the queue rings its operators for
     # the live caller, not for callbackd).
     assert ours

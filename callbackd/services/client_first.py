@@ -157,6 +157,7 @@ class ClientFirstDialer(Dialer):
         channel_id = call.attempt.client_channel_id
         variables = {
             contract.VAR_ATTEMPT_ID: str(call.attempt.id),
+            contract.VAR_NUMBER: digits,
             contract.VAR_TARGET_QUEUE: call.campaign.queue,
             contract.VAR_QUEUE_PRIO: str(settings.client_first.queue_priority),
             contract.VAR_CLIENT_CONFIRM: "1" if settings.client_confirm else "0",
