@@ -261,10 +261,10 @@ async def test_call_now_in_an_operator_first_campaign_dials_a_request_due_later(
     pbx.set_client(number, "answer", 4)
     settings = lab_settings(database, pbx.ami_callbackd, campaigns={"sales": campaign()})
     async with running_daemon(settings):
-        request_id = await add_request(db, number)
-        await db.execute(
-            "UPDATE callback_requests SET due_at = now() + interval '1 hour' WHERE id = $1",
-            request_id,
+        request_id = await db.fetchval(
+            "INSERT INTO callback_requests (campaign_id, number, source, due_at) "
+            "SELECT id, $1, 'abandon', now() + interval '1 hour' FROM campaigns RETURNING id",
+            f"+{number}",
         )
         await asyncio.sleep(2)
         assert await attempts_of(db, request_id) == []  # not due for an hour
