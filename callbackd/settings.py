@@ -691,6 +691,19 @@ class Campaign(_Model):
         """The Asterisk dial string for one client number."""
         return self.dial_template.replace("{number}", number)
 
+    @model_validator(mode="after")
+    def _client_first_queue_is_dialplan_safe(self) -> Campaign:
+        # The shipped callbackd-client-first context accepts only these characters (an
+        # empty queue becomes the campaign's name, which always passes).
+        safe = re.fullmatch(r"[A-Za-z0-9_.-]{1,79}", self.queue)
+        if self.mode == "client_first" and self.queue and not safe:
+            raise _KeyedValueError(
+                ["queue"],
+                f"{self.queue!r}: a client_first campaign's queue may hold only letters, "
+                "digits, '_', '.' and '-'",
+            )
+        return self
+
 
 # --------------------------------------------------------------------------- root
 

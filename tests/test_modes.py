@@ -33,6 +33,7 @@ from callbackd.services.call_now import (
     request_call_now,
 )
 from callbackd.services.caller_pays import CallerPaysCapture, CallerPaysOutcome
+from callbackd.settings import ConfigError, load_settings
 
 Q = load_queries("modes")
 D = load_queries("dialer")
@@ -355,3 +356,15 @@ async def test_client_first_claim_takes_call_now_first_and_due_requests_only(db:
     assert await db.fetchval("SELECT status FROM callback_requests WHERE id = $1", later) == (
         "pending"
     )
+
+
+def test_client_first_queue_names_must_pass_the_dialplan_check() -> None:
+    ok = load_settings(None, env={}, campaigns={"hotline": {"mode": "client_first"}})
+    assert ok.campaigns["hotline"].client_first.require_free_operator is False
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            None, env={}, campaigns={"hotline": {"mode": "client_first", "queue": "help+desk"}}
+        )
+    assert raised.value.key == "campaigns.hotline.queue"
+    # Other modes keep accepting any Asterisk queue name.
+    load_settings(None, env={}, campaigns={"sales": {"queue": "Sales+Support"}})
