@@ -9,6 +9,7 @@ is set, after stopping every task within the configured deadline.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,12 +28,15 @@ from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
 from callbackd.http.server import ApiServer
+from callbackd.services.caller_pays import CallerPaysCapture
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.client_first import ClientFirstDialer
 from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.outbox import OutboxWorker
 from callbackd.services.queue_log import QueueLogReplayer
+from callbackd.services.reminders import ReminderCaller
 from callbackd.services.requests import RequestService
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
@@ -82,6 +86,9 @@ class Application:
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
     outbox: OutboxWorker | None = None
     api: ApiServer | None = None
+    client_first: ClientFirstDialer | None = None
+    reminders: ReminderCaller | None = None
+    caller_pays: CallerPaysCapture | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -106,6 +113,9 @@ class Application:
             if self.dialer is not None:
                 left = await self.dialer.drain(grace)
                 log.info("dialer drained", calls_left_in_flight=left)
+            if self.client_first is not None:
+                left = await self.client_first.drain(grace)
+                log.info("client-first dialer drained", calls_left_in_flight=left)
             await self.supervisor.stop(5.0)
             return EXIT_OK
         finally:
@@ -138,6 +148,15 @@ class Application:
                 "finished": dict(self.dialer.stats.finished) if self.dialer else {},
             },
             "outbox": self.outbox.health() if self.outbox else {},
+            "client_first": {
+                "in_flight": self.client_first.in_flight if self.client_first else 0,
+                "claimed": self.client_first.stats.claimed if self.client_first else 0,
+                "finished": dict(self.client_first.stats.finished) if self.client_first else {},
+            },
+            "reminders": {
+                "placed": self.reminders.stats.placed if self.reminders else 0,
+                "heard": self.reminders.stats.heard if self.reminders else 0,
+            },
             "tasks": self.supervisor.running,
         }
 
@@ -169,7 +188,8 @@ class Application:
             max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
         )
         self.dialer = dialer
-        queue_handler = QueueEventHandler(self.boards, dialer.wake)
+        modes = self._build_modes(campaigns)
+        queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {
                 "QueueCallerAbandon": capture_handler,
@@ -178,6 +198,7 @@ class Application:
                 **dict.fromkeys(QUEUE_EVENTS, queue_handler),
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
                 f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,
+                **modes["routes"],
             }
         )
         for endpoint in settings.ami:
@@ -208,10 +229,14 @@ class Application:
             self.supervisor.start(f"ami-{endpoint.name}", link.run)
         self.supervisor.start("capture-flusher", capture.run_flusher)
         self.supervisor.start("dialer", dialer.run)
-        self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
         # Webhooks and SMS: events written by the database triggers, delivered with retries.
         self.outbox = OutboxWorker(self.pool, settings, self.links)
         self.supervisor.start("outbox", self.outbox.run)
+        if self.client_first is not None:
+            self.supervisor.start("client-first-dialer", self.client_first.run)
+        if self.reminders is not None:
+            self.supervisor.start("reminders", self.reminders.run)
+        self.supervisor.start("due-listener", lambda: self._listen_for_due(modes["wake"]))
         if settings.http.enabled:
             self.api = self._build_api()
             self.supervisor.start("http-api", self.api.run)
@@ -230,7 +255,60 @@ class Application:
             stats=lambda: self,
         )
 
-    async def _listen_for_due(self, dialer: Dialer) -> None:
+    def _build_modes(self, campaigns: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        """Client-first dialer, caller-pays capture and reminder calls (dialer modes)."""
+        settings = self.settings
+        dialer = self.dialer
+        assert dialer is not None
+        wanted = [
+            DialerCampaign(id=ref.id, name=ref.name, settings=settings.campaigns[ref.name])
+            for ref in campaigns.values()
+        ]
+        instance = dialer.instance
+        client_first = ClientFirstDialer(
+            pool=self.pool,
+            links=self.links,
+            boards=self.boards,
+            campaigns=wanted,
+            instance=instance,
+            max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
+        )
+        reminders = ReminderCaller(
+            pool=self.pool,
+            links=self.links,
+            boards=self.boards,
+            campaigns=wanted,
+            instance=instance,
+        )
+        caller_pays = CallerPaysCapture(
+            self.pool,
+            {
+                ref.name: ref
+                for ref in campaigns.values()
+                if settings.campaigns[ref.name].mode == "client_first"
+            },
+            number_policy(settings),
+            on_stored=client_first.wake,
+            write_timeout=settings.database.command_timeout_seconds,
+        )
+        has_client_first = any(c.settings.mode == "client_first" for c in wanted)
+        self.client_first = client_first if has_client_first else None
+        self.reminders = reminders if reminders.campaigns else None
+        self.caller_pays = caller_pays
+
+        def wake() -> None:
+            dialer.wake()
+            client_first.wake()
+
+        routes = {
+            f"userevent:{contract.CLIENT_FIRST_EVENT}": client_first.on_attempt_event,
+            f"userevent:{contract.CLIENT_FIRST_RESULT_EVENT}": client_first.on_result_event,
+            f"userevent:{contract.CALLER_PAYS_EVENT}": caller_pays.on_event,
+            f"userevent:{contract.REMINDER_EVENT}": reminders.on_reminder_event,
+        }
+        return {"wake": wake, "routes": routes}
+
+    async def _listen_for_due(self, wake: Callable[[], None]) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""
         db = self.settings.database
         while True:
@@ -241,7 +319,7 @@ class Application:
                 continue
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            await conn.add_listener(DUE_CHANNEL, lambda *_args: dialer.wake())
+            await conn.add_listener(DUE_CHANNEL, lambda *_args: wake())
             try:
                 await lost.wait()
             finally:

@@ -258,16 +258,152 @@ DIALPLAN_VARIABLES: Final = frozenset(
 )
 """Callback variables only the dialplan sets (callbackd does not send them)."""
 
-CONTEXTS: Final = frozenset(
-    {QUEUE_CONTEXT, PROBE_CONTEXT, OPERATOR_CONTEXT, CLIENT_CONFIRM_CONTEXT, REPORT_CONTEXT}
+# --------------------------------------------------------------------- dialer modes
+# Client-first callbacks, caller-pays DIDs and reminder calls (dialplan/callbackd.conf,
+# section "Dialer modes"). Kept apart from the names above so each part reads on its own.
+
+CLIENT_FIRST_CONTEXT: Final = "callbackd-client-first"
+"""Where callbackd's Originate to the CLIENT (client-first mode) continues once the client
+answered: optional "press 1", then the campaign's queue with ``QUEUE_PRIO`` (through
+:data:`QUEUE_CONTEXT`) or a landing context. Enter at ``s``, priority 1."""
+
+CLIENT_FIRST_REPORT_CONTEXT: Final = "callbackd-client-first-report"
+"""Hangup handler pushed first thing on the client's channel: sends
+:data:`CLIENT_FIRST_RESULT_EVENT` once, whatever ended the call."""
+
+CLIENT_FIRST_EVENT: Final = "CallbackdClientFirst"
+"""UserEvent sent as each :class:`ClientFirstStage` is reached; headers Attempt, Stage."""
+
+CLIENT_FIRST_RESULT_EVENT: Final = "CallbackdClientFirstResult"
+"""UserEvent from the hangup handler, exactly once per answered client; headers Attempt,
+Stage (the last stage reached)."""
+
+CLIENT_FIRST_HEADERS: Final = (HEADER_ATTEMPT, HEADER_STAGE)
+"""Headers of both client-first events, in order."""
+
+
+class ClientFirstStage(StrEnum):
+    """How far a client-first callback got (the client's channel)."""
+
+    CLIENT_ANSWERED = "client_answered"
+    """The client answered (always first). As the result: the client hung up before being
+    put through (at the confirmation prompt)."""
+    INVALID = "invalid"
+    """The attempt id, the queue or the landing context was invalid: hung up, nothing else."""
+    CLIENT_CONFIRMED = "client_confirmed"
+    """The client pressed 1 (client confirmation on)."""
+    CLIENT_DECLINED = "client_declined"
+    """The client pressed another key or none in time: hung up."""
+    QUEUED = "queued"
+    """The client is being put into the queue with QUEUE_PRIO: the callback succeeded."""
+    LANDED = "landed"
+    """The client is being sent to the landing context: the callback succeeded."""
+
+
+VAR_CLIENT_STAGE: Final = "CALLBACKD_CLIENT_STAGE"
+"""Set by the dialplan on the client's channel: the last :class:`ClientFirstStage`."""
+VAR_TARGET_QUEUE: Final = "CALLBACKD_TARGET_QUEUE"
+"""Set by callbackd: the queue the answered client joins, 1-79 of ``0-9 A-Z a-z _ . -``;
+anything else is :attr:`ClientFirstStage.INVALID` (unless a landing context is set)."""
+QUEUE_NAME_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.-"
+MAX_QUEUE_NAME_LENGTH: Final = 79
+VAR_QUEUE_PRIO: Final = "CALLBACKD_QUEUE_PRIO"
+"""Set by callbackd: QUEUE_PRIO the client joins with, 1-3 digits; anything else is 0."""
+VAR_LANDING: Final = "CALLBACKD_LANDING"
+"""Set by callbackd (optional): context the answered client is sent to (``s``, 1) instead
+of the queue; 1-64 of ``0-9 A-Z a-z _ -``, anything else is invalid."""
+CONTEXT_NAME_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+
+CLIENT_FIRST_VARIABLES: Final = frozenset(
+    {
+        VAR_ATTEMPT_ID,
+        VAR_NUMBER,
+        VAR_TARGET_QUEUE,
+        VAR_QUEUE_PRIO,
+        VAR_LANDING,
+        VAR_CLIENT_CONFIRM,
+        VAR_CLIENT_PROMPT,
+        VAR_CONFIRM_TIMEOUT,
+    }
+)
+"""The variables callbackd sets on its Originate to :data:`CLIENT_FIRST_CONTEXT`."""
+
+CALLER_PAYS_CONTEXT: Final = "callbackd-caller-pays"
+"""``Gosub(callbackd-caller-pays,s,1(<campaign>[,<cause>]))`` from a caller-pays DID: never
+answers; sends :data:`CALLER_PAYS_EVENT` with the caller's number and rejects the call with
+``Hangup(<cause>)`` (default 21, call rejected). Does not return."""
+
+CALLER_PAYS_EVENT: Final = "CallbackdCallerPays"
+"""UserEvent of a caller-pays call; headers :data:`CALLER_PAYS_HEADERS` (plus Asterisk's
+channel headers: the Uniqueid makes it idempotent)."""
+HEADER_CAMPAIGN: Final = "Campaign"
+"""The campaign named by the context's argument (empty if it was not a campaign name)."""
+HEADER_NUMBER: Final = "Number"
+"""The caller's number: 1-32 of ``0-9 +`` (empty if the caller id was anything else)."""
+CALLER_PAYS_HEADERS: Final = (HEADER_CAMPAIGN, HEADER_NUMBER)
+
+VAR_CAMPAIGN: Final = "CALLBACKD_CAMPAIGN"
+"""Set by the caller-pays routine: its checked first argument (1-64 of ``0-9 a-z _ -``)."""
+VAR_CALLER: Final = "CALLBACKD_CALLER"
+"""Set by the caller-pays routine: the caller's number if it is 1-32 of ``0-9 +``."""
+VAR_REJECT_CAUSE: Final = "CALLBACKD_REJECT_CAUSE"
+"""Set by the caller-pays routine: the hangup cause (its second argument, 1-3 digits)."""
+DEFAULT_REJECT_CAUSE: Final = 21
+
+REMINDER_CONTEXT: Final = "callbackd-reminder"
+"""A reminder call to an operator (CRM-task mode): callbackd originates to the operator's
+interface with Context callbackd-reminder, Exten ``s``, Priority 1; the operator hears "you
+have <N> calls waiting" and :data:`REMINDER_EVENT` is sent."""
+
+REMINDER_EVENT: Final = "CallbackdReminder"
+"""UserEvent sent once the count was said; headers :data:`REMINDER_HEADERS`."""
+HEADER_REMINDER: Final = "Reminder"
+HEADER_COUNT: Final = "Count"
+REMINDER_HEADERS: Final = (HEADER_REMINDER, HEADER_COUNT)
+
+VAR_REMINDER_ID: Final = "CALLBACKD_REMINDER_ID"
+"""Set by callbackd: the reminder's id (like :data:`VAR_ATTEMPT_ID`; else empty)."""
+VAR_REMINDER_COUNT: Final = "CALLBACKD_REMINDER_COUNT"
+"""Set by callbackd: how many requests wait, 1-4 digits; anything else: nothing is said."""
+MAX_REMINDER_COUNT: Final = 9999
+
+REMINDER_VARIABLES: Final = frozenset({VAR_REMINDER_ID, VAR_REMINDER_COUNT})
+
+MODE_CONTEXTS: Final = frozenset(
+    {CLIENT_FIRST_CONTEXT, CLIENT_FIRST_REPORT_CONTEXT, CALLER_PAYS_CONTEXT, REMINDER_CONTEXT}
+)
+MODE_EVENTS: Final = frozenset(
+    {CLIENT_FIRST_EVENT, CLIENT_FIRST_RESULT_EVENT, CALLER_PAYS_EVENT, REMINDER_EVENT}
+)
+MODE_VARIABLES: Final = frozenset(
+    {
+        VAR_CLIENT_STAGE,
+        VAR_TARGET_QUEUE,
+        VAR_QUEUE_PRIO,
+        VAR_LANDING,
+        VAR_CAMPAIGN,
+        VAR_CALLER,
+        VAR_REJECT_CAUSE,
+        *REMINDER_VARIABLES,
+    }
+)
+"""Variables only the dialer-mode contexts use (besides shared ones like the attempt id)."""
+
+
+CONTEXTS: Final = (
+    frozenset(
+        {QUEUE_CONTEXT, PROBE_CONTEXT, OPERATOR_CONTEXT, CLIENT_CONFIRM_CONTEXT, REPORT_CONTEXT}
+    )
+    | MODE_CONTEXTS
 )
 """Every context the shipped dialplan defines."""
 
-EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT})
+EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT}) | MODE_EVENTS
 """Every UserEvent the shipped dialplan sends."""
 
-VARIABLES: Final = frozenset(
-    {VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN, *CALLBACK_VARIABLES, *DIALPLAN_VARIABLES}
+VARIABLES: Final = (
+    frozenset({VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN, *CALLBACK_VARIABLES, *DIALPLAN_VARIABLES})
+    | MODE_VARIABLES
 )
 """Every ``CALLBACKD_*`` channel variable the shipped dialplan sets or reads."""
 

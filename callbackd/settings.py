@@ -62,7 +62,9 @@ __all__ = [
     "CallingWindow",
     "Campaign",
     "CaptureSettings",
+    "ClientFirstSettings",
     "ConfigError",
+    "CrmTaskSettings",
     "DaemonSettings",
     "DatabaseSettings",
     "HttpSettings",
@@ -834,6 +836,57 @@ class CallingWindow(_Model):
         return ZoneInfo(self.timezone)
 
 
+class ClientFirstSettings(_Model):
+    """Client-first mode: the client is rung first, then put into the queue (or a context)."""
+
+    require_free_operator: bool = Field(
+        default=False,
+        description="Dial only while an operator of the queue is free and no live caller "
+        "waits for them (false: dial at once, rate-limited - help lines).",
+    )
+    max_concurrent_calls: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Client-first calls of this campaign in flight at once, at most.",
+    )
+    queue_priority: int = Field(
+        default=100,
+        ge=0,
+        le=999,
+        description="QUEUE_PRIO the answered client joins the queue with (higher: ahead of "
+        "live callers with a lower one).",
+    )
+    landing_context: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Send the answered client to this dialplan context (extension s, "
+        "priority 1: an IVR, a menu) instead of the queue. Unset: the campaign's queue.",
+    )
+
+
+class CrmTaskSettings(_Model):
+    """CRM-task mode: never auto-dialled; reminder calls to operators with assigned requests."""
+
+    reminders: bool = Field(
+        default=True,
+        description="Ring an idle operator who has assigned requests waiting, and say how many.",
+    )
+    reminder_after_seconds: int = Field(
+        default=900,
+        ge=0,
+        description="Remind only when one of the operator's pending requests is older than this.",
+    )
+    reminder_interval_seconds: int = Field(
+        default=1800,
+        ge=1,
+        description="At most one reminder call per operator within this many seconds.",
+    )
+    reminder_ring_seconds: int = Field(
+        default=20, ge=1, le=600, description="How long the operator's phone rings."
+    )
+
+
 class Campaign(_Model):
     """One Asterisk queue whose abandoned callers are called back."""
 
@@ -919,6 +972,12 @@ class Campaign(_Model):
     sms: CampaignSms | None = Field(
         default=None, description="SMS to the caller (template, language, when)."
     )
+    client_first: ClientFirstSettings = Field(
+        default_factory=ClientFirstSettings, description="Client-first mode (mode client_first)."
+    )
+    crm: CrmTaskSettings = Field(
+        default_factory=CrmTaskSettings, description="CRM-task mode (mode crm_task)."
+    )
 
     @field_validator("queue")
     @classmethod
@@ -955,6 +1014,19 @@ class Campaign(_Model):
     def dial_string(self, number: str) -> str:
         """The Asterisk dial string for one client number."""
         return self.dial_template.replace("{number}", number)
+
+    @model_validator(mode="after")
+    def _client_first_queue_is_dialplan_safe(self) -> Campaign:
+        # The shipped callbackd-client-first context accepts only these characters (an
+        # empty queue becomes the campaign's name, which always passes).
+        safe = re.fullmatch(r"[A-Za-z0-9_.-]{1,79}", self.queue)
+        if self.mode == "client_first" and self.queue and not safe:
+            raise _KeyedValueError(
+                ["queue"],
+                f"{self.queue!r}: a client_first campaign's queue may hold only letters, "
+                "digits, '_', '.' and '-'",
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- HTTP API

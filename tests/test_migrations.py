@@ -33,6 +33,9 @@ EXPECTED_TABLES = {
     "instances",
     "outbox_deliveries",
     "api_idempotency_keys",
+    "caller_pays_calls",
+    "operator_reminders",
+    "reminder_calls",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -45,6 +48,9 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.Instance: "instances",
     models.OutboxDelivery: "outbox_deliveries",
     models.IdempotencyKey: "api_idempotency_keys",
+    models.CallerPaysCall: "caller_pays_calls",
+    models.OperatorReminder: "operator_reminders",
+    models.ReminderCall: "reminder_calls",
 }
 
 

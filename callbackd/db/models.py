@@ -133,6 +133,7 @@ class Attempt(Row):
     detail: dict[str, Any]
     campaign_id: int | None
     stage: str | None
+    mode: str
 
 
 class Instance(Row):
@@ -203,3 +204,35 @@ class IdempotencyKey(Row):
     response_status: int | None
     response_body: dict[str, Any] | None
     created_at: datetime
+
+
+class CallerPaysCall(Row):
+    pbx: str
+    uniqueid: str
+    campaign: str
+    campaign_id: int | None
+    number: str | None
+    outcome: str
+    request_id: int | None
+    received_at: datetime
+
+
+class OperatorReminder(Row):
+    pbx: str
+    operator_interface: str
+    last_reminded_at: datetime
+    last_reminder_id: uuid.UUID
+
+
+class ReminderCall(Row):
+    id: uuid.UUID
+    channel_id: str
+    pbx: str
+    operator_interface: str
+    campaign_id: int
+    pending_count: int
+    claimed_by: str
+    created_at: datetime
+    heard_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None

@@ -64,6 +64,8 @@ LAB_CONTEXTS: Final = (
     "lab-operator-modes",
     "lab-clients",
     "lab-client-modes",
+    "lab-did",
+    "lab-landing",
 )
 """The lab dialplan's own contexts (pbx/extensions.conf)."""
 

@@ -106,6 +106,11 @@ def default_instance_name() -> str:
 class Dialer:
     """Places callbacks for every dialing campaign; see the module docstring."""
 
+    MODES: tuple[str, ...] = ("operator_first", "crm_task")
+    """Campaign modes this dialer serves (crm_task: only requests asked to be called now)."""
+    ATTEMPT_MODE: str = "operator_first"
+    """The attempts (attempts.mode) this dialer places and adopts after a crash."""
+
     def __init__(
         self,
         *,
@@ -124,7 +129,7 @@ class Dialer:
         self._pool = pool
         self._links = links
         self._boards = boards
-        self._campaigns = [c for c in campaigns if c.settings.mode == "operator_first"]
+        self._campaigns = [c for c in campaigns if c.settings.mode in self.MODES]
         self.instance = instance
         self._poll_interval = poll_interval
         self._heartbeat_interval = heartbeat_interval
@@ -144,6 +149,7 @@ class Dialer:
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._claiming = True
         self._queries = load_queries("dialer")
+        self._mode_queries = load_queries("modes")
         self.stats = DialerStats()
         self._log = structlog.get_logger("callbackd.dialer").bind(instance=instance)
 
@@ -277,16 +283,7 @@ class Dialer:
         attempt_id = uuid.uuid4()
         channel_id = f"callbackd-{attempt_id}"
         try:
-            row = await self._pool.fetchrow(
-                self._queries["claim_next"],
-                campaign.id,
-                attempt_id,
-                campaign.pbx,
-                operator,
-                channel_id,
-                f"{channel_id}-client",
-                self.instance,
-            )
+            row = await self._claim_for_operator(campaign, attempt_id, operator, channel_id)
         except asyncpg.UniqueViolationError:
             # Another instance is calling this operator (or this number) right now.
             board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
@@ -332,6 +329,24 @@ class Dialer:
         )
         self._track(attempt.id, self._place_call(call, link, board))
         return True
+
+    async def _claim_for_operator(
+        self, campaign: DialerCampaign, attempt_id: uuid.UUID, operator: str, channel_id: str
+    ) -> Any:
+        """ "Call now" requests first, then (not in CRM-task mode) the ordinary order."""
+        args = (
+            campaign.id,
+            attempt_id,
+            campaign.pbx,
+            operator,
+            channel_id,
+            f"{channel_id}-client",
+            self.instance,
+        )
+        row = await self._pool.fetchrow(self._mode_queries["claim_call_now"], *args)
+        if row is not None or campaign.settings.mode == "crm_task":
+            return row
+        return await self._pool.fetchrow(self._queries["claim_next"], *args)
 
     def _track(self, attempt_id: uuid.UUID, work: Coroutine[Any, Any, None]) -> None:
         """Every call runs as a named task the dialer owns; a crash in one is logged."""
@@ -618,6 +633,8 @@ class Dialer:
         by_id = {c.id: c for c in self._campaigns}
         for row in rows:
             attempt = Attempt.from_record(row)
+            if attempt.mode != self.ATTEMPT_MODE:
+                continue  # the other dialer of this instance (same name) follows it
             campaign = by_id.get(attempt.campaign_id or -1)
             link = self._links.get(attempt.pbx)
             if campaign is None or link is None:

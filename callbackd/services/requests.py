@@ -6,15 +6,15 @@ only and is made under the row lock the dialer's claim skips, so a request is ei
 here or claimed by the dialer, never both; a request being dialled answers
 :class:`NotPending` (the API's 409).
 
-``request_call_now`` and ``assign`` are the two updates the "call now"/CRM-task work owns in
-``callbackd/services/call_now.py``; until that lands they live here with the same signatures.
+"Call now" and "assign" are :mod:`callbackd.services.call_now` (the dialer modes own them);
+this service maps their errors onto the API's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,9 +24,9 @@ import structlog
 from callbackd.db.models import Attempt, CallbackRequest, RequestSource, RequestStatus
 from callbackd.db.sql import load_queries
 from callbackd.domain.numbers import Accepted, NumberPolicy, classify_caller
+from callbackd.services import call_now as call_now_service
 from callbackd.settings import Campaign
 
-OPERATOR_INTERFACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/@._:-]{0,79}$")
 MAX_PAGE = 200
 
 
@@ -289,11 +289,13 @@ class RequestService:
         )
 
     async def call_now(self, request_id: int, operator: str | None = None) -> RequestView:
-        await request_call_now(self.pool, request_id, operator, timeout=self.timeout)
+        async with _mapped_errors():
+            await call_now_service.request_call_now(self.pool, request_id, operator)
         return await self.get(request_id)
 
     async def assign(self, request_id: int, operator: str) -> RequestView:
-        await assign(self.pool, request_id, operator, timeout=self.timeout)
+        async with _mapped_errors():
+            await call_now_service.assign(self.pool, request_id, operator)
         return await self.get(request_id)
 
     async def _change(
@@ -309,8 +311,23 @@ class RequestService:
 
 def check_operator(operator: str) -> None:
     """A queue-member interface safe to hand to AMI later (e.g. PJSIP/101), else Invalid."""
-    if not OPERATOR_INTERFACE.fullmatch(operator):
-        raise Invalid("operator must be a queue-member interface such as PJSIP/101")
+    try:
+        call_now_service.check_operator(operator)
+    except call_now_service.InvalidOperator as err:
+        raise Invalid(str(err)) from None
+
+
+@contextlib.asynccontextmanager
+async def _mapped_errors() -> AsyncIterator[None]:
+    """The call-now service's errors as this service's (and so the API's) problems."""
+    try:
+        yield
+    except call_now_service.InvalidOperator as err:
+        raise Invalid(str(err)) from None
+    except call_now_service.RequestNotFound as err:
+        raise NotFound(str(err)) from None
+    except call_now_service.RequestNotPending as err:
+        raise NotPending(str(err), current_status=err.status) from None
 
 
 async def _lock_pending(conn: Any, request_id: int) -> None:
@@ -322,31 +339,6 @@ async def _lock_pending(conn: Any, request_id: int) -> None:
             f"request {request_id} is {row['status']}; only pending requests can be changed",
             current_status=row["status"],
         )
-
-
-async def request_call_now(
-    pool: Any, request_id: int, operator: str | None = None, *, timeout: float = 10.0
-) -> None:
-    """Ask the dialer to call this pending request now (to *operator*, or any free one)."""
-    if operator is not None:
-        check_operator(operator)
-    async with pool.acquire(timeout=timeout) as conn, conn.transaction():
-        await _lock_pending(conn, request_id)
-        await conn.execute(load_queries("requests")["call_now_request"], request_id, operator)
-    structlog.get_logger("callbackd.requests").info(
-        "callback request call now", request_id=request_id, operator=operator
-    )
-
-
-async def assign(pool: Any, request_id: int, operator: str, *, timeout: float = 10.0) -> None:
-    """Assign a pending request to one operator (queue-member interface)."""
-    check_operator(operator)
-    async with pool.acquire(timeout=timeout) as conn, conn.transaction():
-        await _lock_pending(conn, request_id)
-        await conn.execute(load_queries("requests")["assign_request"], request_id, operator)
-    structlog.get_logger("callbackd.requests").info(
-        "callback request assigned", request_id=request_id, operator=operator
-    )
 
 
 def _view(row: Any, attempts: tuple[Attempt, ...]) -> RequestView:

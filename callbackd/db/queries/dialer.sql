@@ -33,6 +33,8 @@ WITH candidate AS (
     WHERE r.campaign_id = $1
       AND r.status = 'pending'
       AND r.due_at <= now()
+      -- an assigned request goes only to its operator
+      AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
       AND NOT EXISTS (
           SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
       )

@@ -63,20 +63,6 @@ SET due_at = GREATEST(now(), $2::timestamptz), preferred_at = $2, call_now_reque
 WHERE id = $1 AND status = 'pending'
 RETURNING id;
 
--- name: call_now_request
--- One click: the dialer takes it before the campaign's ordinary order, to the given
--- operator if one is named (else any free one).
-UPDATE callback_requests
-SET call_now_requested_at = now(), assigned_operator = COALESCE($2, assigned_operator),
-    due_at = LEAST(due_at, now()), updated_at = now()
-WHERE id = $1 AND status = 'pending'
-RETURNING id;
-
--- name: assign_request
-UPDATE callback_requests SET assigned_operator = $2, updated_at = now()
-WHERE id = $1 AND status = 'pending'
-RETURNING id;
-
 -- name: count_by_status
 SELECT c.name AS campaign, r.status, count(*) AS requests
 FROM callback_requests r JOIN campaigns c ON c.id = r.campaign_id

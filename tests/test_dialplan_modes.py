@@ -1,0 +1,86 @@
+"""The dialer-mode contexts of the shipped dialplan keep the contract's promises."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from callbackd import dialplan_contract as contract
+from callbackd.dialplan_contract import ClientFirstStage
+from tests.test_dialplan_contract import _USER_EVENT, CODE, HEADER, _context, _lines
+
+MODES_HEADER = HEADER.split("; Dialer modes", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("event", "headers"),
+    [
+        (contract.CLIENT_FIRST_EVENT, contract.CLIENT_FIRST_HEADERS),
+        (contract.CLIENT_FIRST_RESULT_EVENT, contract.CLIENT_FIRST_HEADERS),
+        (contract.CALLER_PAYS_EVENT, contract.CALLER_PAYS_HEADERS),
+        (contract.REMINDER_EVENT, contract.REMINDER_HEADERS),
+    ],
+)
+def test_mode_events_send_the_contract_headers(event: str, headers: tuple[str, ...]) -> None:
+    sent = [body for name, body in _USER_EVENT.findall(CODE) if name == event]
+    assert sent
+    for body in sent:
+        assert tuple(item.split(":", 1)[0] for item in body.split(",")[1:]) == headers
+    assert event in MODES_HEADER
+
+
+def test_mode_contexts_and_variables_are_documented_in_their_section() -> None:
+    documented = set(re.findall(r"^;   (callbackd-[a-z-]+) ", MODES_HEADER, re.MULTILINE))
+    assert documented == set(contract.MODE_CONTEXTS)
+    for variable in contract.MODE_VARIABLES:
+        assert variable in MODES_HEADER, variable
+
+
+def test_client_first_reports_first_and_always() -> None:
+    lines = _lines(_context(contract.CLIENT_FIRST_CONTEXT))
+    assert lines[0] == (
+        f"exten => s,1,Set(CHANNEL(hangup_handler_push)={contract.CLIENT_FIRST_REPORT_CONTEXT},s,1)"
+    )
+    assert lines[1] == (
+        f"same => n,Set({contract.VAR_CLIENT_STAGE}={ClientFirstStage.CLIENT_ANSWERED})"
+    )
+    assert _lines(_context(contract.CLIENT_FIRST_REPORT_CONTEXT))[-1] == "same => n,Return()"
+
+
+def test_client_first_stages_match_the_contract() -> None:
+    context = _context(contract.CLIENT_FIRST_CONTEXT)
+    reached = set(re.findall(rf"Set\({contract.VAR_CLIENT_STAGE}=([a-z_]+)\)", context))
+    assert reached == {stage.value for stage in ClientFirstStage}
+    documented = MODES_HEADER.split("; Client-first stages:", 1)[1]
+    for stage in ClientFirstStage:
+        assert re.search(rf"^;   {stage.value} ", documented, re.MULTILINE), stage
+
+
+def test_client_first_checks_every_input_before_the_queue_or_the_landing() -> None:
+    context = _context(contract.CLIENT_FIRST_CONTEXT)
+    assert context.index(f"REPLACE({contract.VAR_NUMBER},") < context.index("CALLERID(num)=")
+    checks = context.index(f"REPLACE({contract.VAR_TARGET_QUEUE},")
+    assert checks < context.index("Gosub(callbackd-queue,s,1(")
+    assert context.index(f"REPLACE({contract.VAR_LANDING},") < context.index("Goto(${")
+    assert f"Set(QUEUE_PRIO=${{{contract.VAR_QUEUE_PRIO}}})" in context
+    assert context.index(f"REPLACE({contract.VAR_QUEUE_PRIO},") < context.index("QUEUE_PRIO=")
+
+
+def test_caller_pays_never_answers() -> None:
+    context = _context(contract.CALLER_PAYS_CONTEXT)
+    # Anything that answers a channel (or plays media on it) would make the caller pay.
+    for app in ("Answer(", "Playback(", "Background(", "Read(", "Say", "Wait(", "Progress("):
+        assert app not in context, app
+    lines = _lines(context)
+    assert lines[-1] == f"same => n,Hangup(${{{contract.VAR_REJECT_CAUSE}}})"
+    assert any(
+        f"Set({contract.VAR_REJECT_CAUSE}={contract.DEFAULT_REJECT_CAUSE})" in line
+        for line in lines
+    )
+
+
+def test_reminder_says_the_checked_count() -> None:
+    context = _context(contract.REMINDER_CONTEXT)
+    assert context.index(f"REPLACE({contract.VAR_REMINDER_COUNT},") < context.index("SayNumber(")
+    assert context.index("SayNumber(") < context.index(f"UserEvent({contract.REMINDER_EVENT}")
