@@ -160,6 +160,9 @@ class Application:
             ],
             instance=settings.daemon.instance_name or default_instance_name(),
             max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
+            poll_interval=settings.daemon.dialer_poll_seconds,
+            heartbeat_interval=settings.daemon.heartbeat_seconds,
+            orphan_after=settings.daemon.orphan_after_seconds,
         )
         self.dialer = dialer
         queue_handler = QueueEventHandler(self.boards, dialer.wake)

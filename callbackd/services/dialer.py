@@ -602,16 +602,24 @@ class Dialer:
 
     # -- crash safety --------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Beat, and take over the calls of instances that stopped beating.
+
+        A dead instance's in-flight calls go on in Asterisk without anyone to record how
+        they end; a live instance adopts them once the owner has been silent for
+        ``orphan_after`` s and reconciles them by channel id, as at start.
+        """
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
                 await self._pool.execute(self._queries["heartbeat"], self.instance)
+                if self._claiming:  # a draining instance takes on no new work
+                    await self._adopt_orphans("adopt_dead_instances")
             except DATABASE_DOWN as err:
                 self._log.warning("heartbeat failed", error=str(err))
 
-    async def _adopt_orphans(self) -> None:
+    async def _adopt_orphans(self, query: str = "adopt_orphans") -> None:
         rows = await self._pool.fetch(
-            self._queries["adopt_orphans"],
+            self._queries[query],
             self.instance,
             timedelta(seconds=self._orphan_after),
         )
@@ -640,6 +648,7 @@ class Dialer:
                 "adopted an in-flight attempt; reconciling with Asterisk",
                 attempt_id=str(attempt.id),
                 request_id=attempt.request_id,
+                claimed_at=attempt.created_at.isoformat(),
             )
             self._track(attempt.id, self._reconcile(call, link))
 

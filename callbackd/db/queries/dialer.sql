@@ -22,6 +22,17 @@ WHERE state <> 'finished'
        OR claimed_by NOT IN (SELECT name FROM instances))
 RETURNING *;
 
+-- name: adopt_dead_instances
+-- While running: in-flight attempts of OTHER instances whose heartbeat stopped (or that are
+-- not registered at all). The row lock makes the takeover exclusive: a second live instance
+-- re-checks the row after the first one's commit, finds a live owner and leaves it.
+UPDATE attempts SET claimed_by = $1, heartbeat_at = now()
+WHERE state <> 'finished'
+  AND claimed_by <> $1
+  AND (claimed_by IN (SELECT name FROM instances WHERE name <> $1 AND heartbeat_at < now() - $2::interval)
+       OR claimed_by NOT IN (SELECT name FROM instances))
+RETURNING *;
+
 -- name: claim_next
 -- One statement: pick the best due request of the campaign that no call is in flight for,
 -- lock it (skipping rows another instance holds), mark it dialing, and write the attempt
