@@ -618,6 +618,11 @@ class Campaign(_Model):
         default=None,
         description='Caller ID shown to the client, e.g. "Shop" <+15551234567>. Unset: PBX\'s.',
     )
+    interleave_by_join_time: bool = Field(
+        default=False,
+        description="Live callers come first unless this is on: then a callback whose caller "
+        "first joined the queue before every caller waiting now takes the next free operator.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
     window: CallingWindow = Field(default_factory=CallingWindow, description="Calling hours.")
 

@@ -255,7 +255,7 @@ class Dialer:
             board = self._boards[campaign.pbx]
             busy = {c.operator for c in self._calls.values() if c.campaign.pbx == campaign.pbx}
             free = [m for m in board.free_members(campaign.queue, now) if m.interface not in busy]
-            slots = release_slots(len(free), board.callers_waiting(campaign.queue))
+            slots = await self._release_slots(campaign, board, len(free))
             # Nothing due for one operator may still be something for the next (an operator
             # who just declined a request is not offered it again), so try each free one.
             for member in free:
@@ -264,6 +264,23 @@ class Dialer:
                 if await self._start_one(campaign, link, board, member.interface, now):
                     self._limiters[campaign.id].take(now)
                     slots -= 1
+
+    async def _release_slots(
+        self, campaign: DialerCampaign, board: OperatorBoard, free: int
+    ) -> int:
+        """Live callers first; with the campaign's interleave option, by original join time."""
+        waiting = board.callers_waiting(campaign.queue)
+        slots = release_slots(free, waiting)
+        if slots > 0 or free == 0 or not campaign.settings.interleave_by_join_time:
+            return slots
+        head = await self._pool.fetchval(self._queries["next_due_joined"], campaign.id)
+        return release_slots(
+            free,
+            waiting,
+            interleave=True,
+            oldest_callback_joined=head,
+            oldest_caller_joined=board.oldest_caller_joined(campaign.queue),
+        )
 
     async def _start_one(
         self,

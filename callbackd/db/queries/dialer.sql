@@ -130,3 +130,11 @@ WHERE id = (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, number;
+
+-- name: next_due_joined
+-- When the caller of the campaign's next callback (claim_next's order) first joined the
+-- queue: interleaving callbacks with live callers compares it with theirs.
+SELECT first_joined_at FROM callback_requests
+WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
+ORDER BY priority DESC, due_at, first_joined_at NULLS LAST, id
+LIMIT 1;
