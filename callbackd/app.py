@@ -165,6 +165,7 @@ class Application:
             orphan_after=settings.daemon.orphan_after_seconds,
         )
         self.dialer = dialer
+        capture.on_stored = dialer.wake  # a new request: no need to wait for its NOTIFY
         queue_handler = QueueEventHandler(self.boards, dialer.wake)
         router = EventRouter(
             {
