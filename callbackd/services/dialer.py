@@ -630,15 +630,20 @@ class Dialer:
             try:
                 await self._pool.execute(self._queries["heartbeat"], self.instance)
                 if self._claiming:  # a draining instance takes on no new work
-                    await self._adopt_orphans("adopt_dead_instances")
+                    await self._adopt_orphans(
+                        "adopt_dead_instances",
+                        [c.id for c in self._campaigns],
+                        sorted({c.pbx for c in self._campaigns}),
+                    )
             except DATABASE_DOWN as err:
                 self._log.warning("heartbeat failed", error=str(err))
 
-    async def _adopt_orphans(self, query: str = "adopt_orphans") -> None:
+    async def _adopt_orphans(self, query: str = "adopt_orphans", *scope: list[Any]) -> None:
         rows = await self._pool.fetch(
             self._queries[query],
             self.instance,
             timedelta(seconds=self._orphan_after),
+            *scope,
         )
         by_id = {c.id: c for c in self._campaigns}
         for row in rows:

@@ -24,11 +24,15 @@ RETURNING *;
 
 -- name: adopt_dead_instances
 -- While running: in-flight attempts of OTHER instances whose heartbeat stopped (or that are
--- not registered at all). The row lock makes the takeover exclusive: a second live instance
--- re-checks the row after the first one's commit, finds a live owner and leaves it.
+-- not registered at all), of the campaigns and PBXs this instance dials ($3, $4): another
+-- configuration's calls are left to an instance that can follow them. The row lock makes
+-- the takeover exclusive: a second live instance re-checks the row after the first one's
+-- commit, finds a live owner and leaves it.
 UPDATE attempts SET claimed_by = $1, heartbeat_at = now()
 WHERE state <> 'finished'
   AND claimed_by <> $1
+  AND campaign_id = ANY ($3::bigint[])
+  AND pbx = ANY ($4::text[])
   AND (claimed_by IN (SELECT name FROM instances WHERE name <> $1 AND heartbeat_at < now() - $2::interval)
        OR claimed_by NOT IN (SELECT name FROM instances))
 RETURNING *;
