@@ -186,9 +186,13 @@ class Application:
             ],
             instance=settings.daemon.instance_name or default_instance_name(),
             max_starts_per_minute=settings.daemon.max_callbacks_per_minute,
+            poll_interval=settings.daemon.dialer_poll_seconds,
+            heartbeat_interval=settings.daemon.heartbeat_seconds,
+            orphan_after=settings.daemon.orphan_after_seconds,
         )
         self.dialer = dialer
         modes = self._build_modes(campaigns)
+        capture.on_stored = modes["wake"]  # a new request: no need to wait for its NOTIFY
         queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {

@@ -320,6 +320,31 @@ class DaemonSettings(_Model):
         description="Callbacks started per campaign per minute at most, so a backlog after "
         "an outage goes out gradually.",
     )
+    dialer_poll_seconds: Seconds = Field(
+        default=1.0,
+        description="The dialer looks for due callbacks at least this often; events (an "
+        "operator freed, a request stored or due) wake it sooner.",
+    )
+    heartbeat_seconds: Seconds = Field(
+        default=5.0,
+        description="How often this instance records that it is alive (and looks for the "
+        "in-flight calls of instances that stopped).",
+    )
+    orphan_after_seconds: Seconds = Field(
+        default=20.0,
+        description="An instance silent this long is taken for dead: a live one adopts its "
+        "in-flight calls and reconciles them with Asterisk. Keep it several heartbeats long.",
+    )
+
+    @model_validator(mode="after")
+    def _orphan_after_heartbeats(self) -> DaemonSettings:
+        if self.orphan_after_seconds < 2 * self.heartbeat_seconds:
+            raise _KeyedValueError(
+                ["orphan_after_seconds"],
+                f"must be at least two heartbeats (2 x {self.heartbeat_seconds:g} s): a live "
+                "instance that beats late would otherwise lose its calls",
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- logging
@@ -966,6 +991,11 @@ class Campaign(_Model):
     caller_id: str | None = Field(
         default=None,
         description='Caller ID shown to the client, e.g. "Shop" <+15551234567>. Unset: PBX\'s.',
+    )
+    interleave_by_join_time: bool = Field(
+        default=False,
+        description="Live callers come first unless this is on: then a callback whose caller "
+        "first joined the queue before every caller waiting now takes the next free operator.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
     window: CallingWindow = Field(default_factory=CallingWindow, description="Calling hours.")

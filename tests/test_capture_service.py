@@ -316,3 +316,21 @@ async def test_replay_creates_missed_requests_once(pool: Any, tmp_path: Path) ->
     assert (first.created, first.already_known) == (1, 0)
     assert (second.created, second.already_known) == (0, 1)
     assert await pool.fetchval("SELECT count(*) FROM callback_requests") == 1
+
+
+async def test_a_new_request_wakes_the_dialer_once_committed(pool: Any) -> None:
+    async with pool.acquire() as conn:
+        campaign = await _campaign(conn)
+    capture = await _capture(pool, campaign)
+    stored: list[int] = []
+
+    def on_stored() -> None:
+        stored.append(1)
+
+    capture.on_stored = on_stored
+    assert await capture.on_abandon(_abandon("1700000000.7")) is CaptureOutcome.CREATED
+    assert await pool.fetchval("SELECT count(*) FROM callback_requests") == 1
+    assert stored == [1]
+    # A second abandon of the same caller merges: nothing new is due, no wake-up.
+    assert await capture.on_abandon(_abandon("1700000000.8")) is CaptureOutcome.MERGED
+    assert stored == [1]

@@ -446,3 +446,40 @@ def test_limiter_never_exceeds_its_budget(capacity: int, rate: float, gaps: list
             now = expected_at
     elapsed_minutes = (now - NOW).total_seconds() / 60
     assert taken <= capacity + rate * elapsed_minutes + 1e-6
+
+
+# --------------------------------------------------------------------------- live callers' ages
+
+
+def test_the_oldest_waiting_callers_join_time_is_kept() -> None:
+    board = OperatorBoard()
+    assert board.oldest_caller_joined(Q) is None
+    board.caller_joined(Q, "c1", NOW)
+    board.caller_joined(Q, "c2", NOW - timedelta(seconds=30))
+    board.caller_joined(Q)  # a join without an id still counts as a waiting caller
+    assert board.callers_waiting(Q) == 3
+    assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=30)
+    board.caller_left(Q, "c2")
+    assert board.oldest_caller_joined(Q) == NOW
+    board.caller_left(Q, "unknown")  # a leave for a caller never seen changes only the count
+    assert board.oldest_caller_joined(Q) == NOW
+    assert board.callers_waiting(Q) == 1
+
+
+def test_join_times_are_forgotten_once_nobody_waits() -> None:
+    board = OperatorBoard()
+    board.caller_joined(Q, "c1", NOW)
+    board.caller_joined(Q, "c2", NOW)
+    board.caller_left(Q)  # c2's leave arrived without an id
+    board.caller_left(Q, "c1")
+    assert board.callers_waiting(Q) == 0
+    assert board.oldest_caller_joined(Q) is None  # no stale age holds callbacks back
+
+
+def test_a_snapshot_replaces_the_join_times() -> None:
+    board = OperatorBoard()
+    board.caller_joined(Q, "gone", NOW - timedelta(hours=1))
+    board.replace_queue(Q, [member()], 1, {"c9": NOW - timedelta(seconds=5)})
+    assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)
+    board.replace_queue(Q, [member()], 0)  # a snapshot without entries keeps what is known
+    assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)

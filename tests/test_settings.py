@@ -395,3 +395,11 @@ def test_secrets_lists_every_secret(tmp_path: Path) -> None:
 )
 def test_redact_dsn(dsn: str, expected: str) -> None:
     assert redact_dsn(dsn) == expected
+
+
+def test_orphan_timeout_must_span_two_heartbeats() -> None:
+    err = config_error(None, daemon={"heartbeat_seconds": 5, "orphan_after_seconds": 8})
+    assert err.key == "daemon.orphan_after_seconds"
+    assert "two heartbeats" in err.reason
+    fine = load_settings(None, env={}, daemon={"heartbeat_seconds": 1, "orphan_after_seconds": 2})
+    assert (fine.daemon.heartbeat_seconds, fine.daemon.orphan_after_seconds) == (1, 2)

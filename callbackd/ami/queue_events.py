@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from panoramisk.message import Message
@@ -44,6 +44,19 @@ def member_from_ami(message: Message, *, wrapup_default: int = 0) -> MemberState
     )
 
 
+def _caller_id(message: Message) -> str | None:
+    uniqueid = message.get("uniqueid")
+    return uniqueid if isinstance(uniqueid, str) and uniqueid else None
+
+
+def _event_time(message: Message) -> datetime:
+    """When Asterisk sent the event (``Timestamp``, timestampevents=yes), else now."""
+    try:
+        return datetime.fromtimestamp(float(str(message.get("timestamp"))), UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
 class QueueEventHandler:
     """Keeps one PBX's OperatorBoard current from live events; wakes the dialer on change."""
 
@@ -66,9 +79,9 @@ class QueueEventHandler:
             if isinstance(interface, str):
                 board.remove_member(queue, interface)
         elif name == "queuecallerjoin":
-            board.caller_joined(queue)
+            board.caller_joined(queue, _caller_id(message), _event_time(message))
         elif name in ("queuecallerleave",):
-            board.caller_left(queue)
+            board.caller_left(queue, _caller_id(message))
         self._wake()
 
     async def resync(self, link: AmiLink) -> None:
@@ -77,6 +90,8 @@ class QueueEventHandler:
         board = self._boards[link.name]
         members: dict[str, list[MemberState]] = {}
         waiting: dict[str, int] = {}
+        callers: dict[str, dict[str, datetime]] = {}
+        now = datetime.now(UTC)
         for message in messages:
             event = str(message.get("event", "")).lower()
             if event == "queueparams":
@@ -87,6 +102,11 @@ class QueueEventHandler:
                 member = member_from_ami(message)
                 if member is not None:
                     members.setdefault(member.queue, []).append(member)
+            elif event == "queueentry":
+                caller = _caller_id(message)
+                if caller is not None:
+                    joined = now - timedelta(seconds=_int(message.get("wait")))
+                    callers.setdefault(str(message.get("queue")), {})[caller] = joined
         for queue, queue_members in members.items():
-            board.replace_queue(queue, queue_members, waiting.get(queue, 0))
+            board.replace_queue(queue, queue_members, waiting.get(queue, 0), callers.get(queue, {}))
         self._wake()

@@ -8,7 +8,7 @@ callbackd must never take an operator a waiting caller would have got.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -96,15 +96,26 @@ class OperatorBoard:
         self._members: dict[str, dict[str, MemberState]] = {}
         self._waiting: dict[str, int] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
+        self._joined: dict[str, dict[str, datetime]] = {}  # queue -> caller id -> joined at
 
     # ----------------------------------------------------------------- feeding
 
     def replace_queue(
-        self, queue: str, members: Iterable[MemberState], callers_waiting: int
+        self,
+        queue: str,
+        members: Iterable[MemberState],
+        callers_waiting: int,
+        callers: Mapping[str, datetime] | None = None,
     ) -> None:
-        """Take a ``QueueStatus`` snapshot as the whole truth about *queue*."""
+        """Take a ``QueueStatus`` snapshot as the whole truth about *queue*.
+
+        *callers* (caller id -> when they joined), when given, replaces the known join
+        times of the live callers (``QueueEntry``: now minus ``Wait``).
+        """
         if callers_waiting < 0:
             raise ValueError("callers_waiting must not be negative")
+        if callers is not None:
+            self._joined[queue] = dict(callers)
         fresh: dict[str, MemberState] = {}
         for member in members:
             if member.queue != queue:
@@ -124,12 +135,27 @@ class OperatorBoard:
         """A ``QueueMemberRemoved`` event (unknown members are ignored)."""
         self._members.get(queue, {}).pop(interface, None)
 
-    def caller_joined(self, queue: str) -> None:
+    def caller_joined(
+        self, queue: str, caller: str | None = None, joined_at: datetime | None = None
+    ) -> None:
+        """A caller joined; with *caller* (their id) and *joined_at*, the join time is kept
+        for interleaving callbacks with live callers by age."""
         self._waiting[queue] = self._waiting.get(queue, 0) + 1
+        if caller is not None and joined_at is not None:
+            self._joined.setdefault(queue, {})[caller] = joined_at
 
-    def caller_left(self, queue: str) -> None:
+    def caller_left(self, queue: str, caller: str | None = None) -> None:
         """A caller left (answered or abandoned); never below zero, events can be lost."""
         self._waiting[queue] = max(0, self._waiting.get(queue, 0) - 1)
+        if caller is not None:
+            self._joined.get(queue, {}).pop(caller, None)
+        if self._waiting[queue] == 0:
+            self._joined.pop(queue, None)  # nobody waits: no leftover from a lost event
+
+    def oldest_caller_joined(self, queue: str) -> datetime | None:
+        """When the longest-waiting live caller of *queue* joined; None if none is known."""
+        joined = self._joined.get(queue)
+        return min(joined.values()) if joined else None
 
     # ----------------------------------------------------------------- reservations
 

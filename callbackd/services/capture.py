@@ -88,6 +88,8 @@ class AbandonCapture:
         self._queries = load_queries("capture")
         self.stats = CaptureStats()
         self._log = structlog.get_logger("callbackd.capture")
+        self.on_stored: Callable[[], None] | None = None
+        """Called once a new request is committed: the dialer looks at once (no NOTIFY hop)."""
 
     # -- health ----------------------------------------------------------------------------
     @property
@@ -186,6 +188,8 @@ class AbandonCapture:
             )
         if created:
             self.stats.created += 1
+            if self.on_stored is not None:
+                self.on_stored()
             log.info(
                 "callback request created",
                 request_id=request.id,

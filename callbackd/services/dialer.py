@@ -261,7 +261,7 @@ class Dialer:
             board = self._boards[campaign.pbx]
             busy = {c.operator for c in self._calls.values() if c.campaign.pbx == campaign.pbx}
             free = [m for m in board.free_members(campaign.queue, now) if m.interface not in busy]
-            slots = release_slots(len(free), board.callers_waiting(campaign.queue))
+            slots = await self._release_slots(campaign, board, len(free))
             # Nothing due for one operator may still be something for the next (an operator
             # who just declined a request is not offered it again), so try each free one.
             for member in free:
@@ -270,6 +270,23 @@ class Dialer:
                 if await self._start_one(campaign, link, board, member.interface, now):
                     self._limiters[campaign.id].take(now)
                     slots -= 1
+
+    async def _release_slots(
+        self, campaign: DialerCampaign, board: OperatorBoard, free: int
+    ) -> int:
+        """Live callers first; with the campaign's interleave option, by original join time."""
+        waiting = board.callers_waiting(campaign.queue)
+        slots = release_slots(free, waiting)
+        if slots > 0 or free == 0 or not campaign.settings.interleave_by_join_time:
+            return slots
+        head = await self._pool.fetchval(self._queries["next_due_joined"], campaign.id)
+        return release_slots(
+            free,
+            waiting,
+            interleave=True,
+            oldest_callback_joined=head,
+            oldest_caller_joined=board.oldest_caller_joined(campaign.queue),
+        )
 
     async def _start_one(
         self,
@@ -617,18 +634,31 @@ class Dialer:
 
     # -- crash safety --------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Beat, and take over the calls of instances that stopped beating.
+
+        A dead instance's in-flight calls go on in Asterisk without anyone to record how
+        they end; a live instance adopts them once the owner has been silent for
+        ``orphan_after`` s and reconciles them by channel id, as at start.
+        """
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
                 await self._pool.execute(self._queries["heartbeat"], self.instance)
+                if self._claiming:  # a draining instance takes on no new work
+                    await self._adopt_orphans(
+                        "adopt_dead_instances",
+                        [c.id for c in self._campaigns],
+                        sorted({c.pbx for c in self._campaigns}),
+                    )
             except DATABASE_DOWN as err:
                 self._log.warning("heartbeat failed", error=str(err))
 
-    async def _adopt_orphans(self) -> None:
+    async def _adopt_orphans(self, query: str = "adopt_orphans", *scope: list[Any]) -> None:
         rows = await self._pool.fetch(
-            self._queries["adopt_orphans"],
+            self._queries[query],
             self.instance,
             timedelta(seconds=self._orphan_after),
+            *scope,
         )
         by_id = {c.id: c for c in self._campaigns}
         for row in rows:
@@ -657,6 +687,7 @@ class Dialer:
                 "adopted an in-flight attempt; reconciling with Asterisk",
                 attempt_id=str(attempt.id),
                 request_id=attempt.request_id,
+                claimed_at=attempt.created_at.isoformat(),
             )
             self._track(attempt.id, self._reconcile(call, link))
 

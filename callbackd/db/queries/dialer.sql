@@ -22,6 +22,21 @@ WHERE state <> 'finished'
        OR claimed_by NOT IN (SELECT name FROM instances))
 RETURNING *;
 
+-- name: adopt_dead_instances
+-- While running: in-flight attempts of OTHER instances whose heartbeat stopped (or that are
+-- not registered at all), of the campaigns and PBXs this instance dials ($3, $4): another
+-- configuration's calls are left to an instance that can follow them. The row lock makes
+-- the takeover exclusive: a second live instance re-checks the row after the first one's
+-- commit, finds a live owner and leaves it.
+UPDATE attempts SET claimed_by = $1, heartbeat_at = now()
+WHERE state <> 'finished'
+  AND claimed_by <> $1
+  AND campaign_id = ANY ($3::bigint[])
+  AND pbx = ANY ($4::text[])
+  AND (claimed_by IN (SELECT name FROM instances WHERE name <> $1 AND heartbeat_at < now() - $2::interval)
+       OR claimed_by NOT IN (SELECT name FROM instances))
+RETURNING *;
+
 -- name: claim_next
 -- One statement: pick the best due request of the campaign that no call is in flight for,
 -- lock it (skipping rows another instance holds), mark it dialing, and write the attempt
@@ -121,3 +136,11 @@ WHERE id = (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, number;
+
+-- name: next_due_joined
+-- When the caller of the campaign's next callback (claim_next's order) first joined the
+-- queue: interleaving callbacks with live callers compares it with theirs.
+SELECT first_joined_at FROM callback_requests
+WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
+ORDER BY priority DESC, due_at, first_joined_at NULLS LAST, id
+LIMIT 1;

@@ -1,0 +1,62 @@
+"""The AMI queue-event adapter: live callers' join times reach the operator board."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk.message import Message
+
+from callbackd.ami.queue_events import QueueEventHandler
+from callbackd.domain.operators import OperatorBoard
+
+
+class _Link:
+    name = "pbx"
+
+    def __init__(self, replies: list[Message] | None = None) -> None:
+        self.replies = replies or []
+
+    async def action(self, _headers: dict[str, str], **_kwargs: Any) -> list[Message]:
+        return self.replies
+
+
+def event(**headers: str) -> Message:
+    return Message(headers)
+
+
+async def test_join_and_leave_events_carry_the_callers_id_and_time() -> None:
+    board = OperatorBoard()
+    woken: list[int] = []
+    handler = QueueEventHandler({"pbx": board}, lambda: woken.append(1))
+    link: Any = _Link()
+    await handler(
+        link,
+        event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u1", Timestamp="1700000000.250"),
+    )
+    await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u2"))
+    assert board.callers_waiting("sales") == 2
+    assert board.oldest_caller_joined("sales") == datetime.fromtimestamp(1700000000.25, UTC)
+    await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u1"))
+    joined = board.oldest_caller_joined("sales")
+    assert joined is not None
+    assert joined > datetime.fromtimestamp(1700000000.25, UTC)
+    assert len(woken) == 3
+
+
+async def test_resync_takes_join_times_from_queue_entries() -> None:
+    board = OperatorBoard()
+    handler = QueueEventHandler({"pbx": board}, lambda: None)
+    link: Any = _Link(
+        [
+            event(Event="QueueParams", Queue="sales", Calls="1"),
+            event(Event="QueueMember", Queue="sales", Location="PJSIP/1", Status="1"),
+            event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="120"),
+        ]
+    )
+    before = datetime.now(UTC)
+    await handler.resync(link)
+    joined = board.oldest_caller_joined("sales")
+    assert joined is not None
+    assert 119 <= (before - joined).total_seconds() <= 121
+    assert board.callers_waiting("sales") == 1
