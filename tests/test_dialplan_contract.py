@@ -146,7 +146,7 @@ def test_nothing_is_dialled_before_every_input_passed_its_check():
         for variable in (contract.VAR_DIAL_PREFIX, contract.VAR_NUMBER, contract.VAR_DIAL_SUFFIX)
     )
     dial = f"Dial({dial_string},"
-    assert CODE.count("Dial(") == 1
+    assert CODE.count(dial) == 1
     assert context.count(dial) == 1
     checks = [
         f"REPLACE({contract.VAR_ATTEMPT_ID},{contract.ATTEMPT_ID_CHARACTERS})",
