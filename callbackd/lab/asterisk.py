@@ -64,6 +64,9 @@ LAB_CONTEXTS: Final = (
     "lab-operator-modes",
     "lab-clients",
     "lab-client-modes",
+    "lab-inbound-callers",
+    "lab-request-callers",
+    "lab-offer-callers",
 )
 """The lab dialplan's own contexts (pbx/extensions.conf)."""
 

@@ -1,0 +1,183 @@
+"""The AGI routes end to end: the real daemon's FastAGI server, the real Asterisk executing
+the shipped callbackd-inbound / callbackd-request contexts, and the real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callbackd.lab.asterisk import LabAsterisk
+from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.driver import AmiMessage, LabDriver
+from callbackd.settings import Settings
+from tests.agi_lab import (
+    AGI_EVENTS,
+    crm_campaign,
+    fast_agi,
+    free_port,
+    fresh_number,
+    keys_when_asked,
+    noon_zone,
+    originate,
+)
+
+pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
+
+OP1, OP2 = "Local/op1@lab-operators", "Local/op2@lab-operators"
+
+
+def settings_for(pbx: LabAsterisk, database: str, port: int, **agi: Any) -> Settings:
+    return lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"sales": crm_campaign()},
+        agi=fast_agi(port, **agi),
+    )
+
+
+def agi_address(port: int) -> dict[str, str]:
+    return {"CALLBACKD_AGI": f"agi://127.0.0.1:{port}"}
+
+
+async def add_interaction(db: Any, number: str, operator: str, *, days_ago: int = 1) -> None:
+    await db.execute(
+        "INSERT INTO interactions (number, pbx, queue, operator_interface, source, occurred_at) "
+        "VALUES ($1, 'lab', 'lab-sales', $2, 'inbound', now() - make_interval(days => $3))",
+        f"+{number}",
+        operator,
+        days_ago,
+    )
+
+
+async def add_customer(db: Any, number: str, **values: Any) -> None:
+    await db.execute(
+        "INSERT INTO customers (number, category, priority, skip_queue) VALUES ($1, $2, $3, $4)",
+        f"+{number}",
+        values.get("category", "regular"),
+        values.get("priority", 0),
+        values.get("skip_queue", False),
+    )
+
+
+async def board_member(app: Any, queue: str, interface: str, *, paused: bool) -> None:
+    def ready() -> bool:
+        board = app.boards.get("lab")
+        return board is not None and any(
+            m.interface == interface and m.paused == paused for m in board.members(queue)
+        )
+
+    await wait_until(ready, timeout=10, what=f"{interface} paused={paused} on the board")
+
+
+def first(events: list[AmiMessage], *names: str, uniqueid: str) -> AmiMessage:
+    wanted = {n.lower() for n in names}
+    return next(e for e in events if e.event.lower() in wanted and e.get("Uniqueid") == uniqueid)
+
+
+async def pause(driver: LabDriver, interface: str, paused: bool) -> None:
+    reply = await driver.action(
+        {
+            "Action": "QueuePause",
+            "Queue": "lab-sales",
+            "Interface": interface,
+            "Paused": "true" if paused else "false",
+        }
+    )
+    assert reply.success, reply
+
+
+# --------------------------------------------------------------------------- inbound
+
+
+async def test_returning_caller_rings_their_last_operator_first(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("op2", "talk")
+    number = fresh_number()
+    await add_interaction(db, number, OP2)
+    port = free_port()
+    async with running_daemon(settings_for(pbx, database, port)) as app:
+        await board_member(app, "lab-sales", OP2, paused=False)
+        async with ami_driver.events("DialBegin", "QueueCallerJoin", "VarSet") as events:
+            channel_id = await originate(
+                ami_driver, "lab-inbound-callers", number, variables=agi_address(port)
+            )
+            caller = f"{channel_id};2"
+            dial = await events.next("DialBegin", lambda e: e.get("Uniqueid") == caller)
+            await asyncio.sleep(0.5)
+            seen = list(events.pending)
+        assert app.agi_server is not None
+        assert app.agi_server.stats["completed"] == 1
+    assert dial.get("DestChannel", "").startswith(OP2 + "-")
+    assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == caller for e in seen)
+
+
+async def test_paused_sticky_operator_means_straight_to_the_queue(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("op2", "talk")
+    number = fresh_number()
+    await add_interaction(db, number, OP2)
+    port = free_port()
+    await pause(ami_driver, OP2, True)
+    async with running_daemon(settings_for(pbx, database, port)) as app:
+        await board_member(app, "lab-sales", OP2, paused=True)
+        async with ami_driver.events("DialBegin", "QueueCallerJoin") as events:
+            channel_id = await originate(
+                ami_driver, "lab-inbound-callers", number, variables=agi_address(port)
+            )
+            caller = f"{channel_id};2"
+            await events.next("QueueCallerJoin", lambda e: e.get("Uniqueid") == caller)
+            seen = list(events.pending)
+    assert not any(
+        e.event == "DialBegin" and str(e.get("DestChannel", "")).startswith(OP2) for e in seen
+    )
+
+
+async def test_vip_skips_the_queue(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    number = fresh_number()
+    await add_customer(db, number, category="vip", priority=10, skip_queue=True)
+    port = free_port()
+    variables = {**agi_address(port), "CALLBACKD_VIP_TARGET": "Local/talkdesk@lab-operators"}
+    async with running_daemon(settings_for(pbx, database, port)):
+        async with ami_driver.events("DialBegin", "DialEnd", "QueueCallerJoin") as events:
+            channel_id = await originate(
+                ami_driver, "lab-inbound-callers", number, variables=variables
+            )
+            caller = f"{channel_id};2"
+            dial = await events.next("DialBegin", lambda e: e.get("Uniqueid") == caller)
+            end = await events.next("DialEnd", lambda e: e.get("Uniqueid") == caller)
+            await asyncio.sleep(0.5)
+            seen = list(events.pending)
+    assert str(dial.get("DestChannel")).startswith("Local/talkdesk@lab-operators-")
+    assert end.get("DialStatus") == "ANSWER"
+    assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == caller for e in seen)
+
+
+async def test_priority_category_joins_ahead_of_earlier_callers(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    gold = fresh_number()
+    await add_customer(db, gold, category="gold", priority=5)
+    port = free_port()
+    async with running_daemon(settings_for(pbx, database, port)):
+        async with ami_driver.events("QueueCallerJoin") as events:
+            for _ in range(2):
+                await ami_driver.originate_caller(fresh_number(), wait_seconds=30)
+                await events.next("QueueCallerJoin")
+            channel_id = await originate(
+                ami_driver, "lab-inbound-callers", gold, variables=agi_address(port)
+            )
+            caller = f"{channel_id};2"
+            join = await events.next("QueueCallerJoin", lambda e: e.get("Uniqueid") == caller)
+        variable = await ami_driver.action(
+            {"Action": "Getvar", "Channel": join["Channel"], "Variable": "QUEUE_PRIO"}
+        )
+    assert join["Position"] == "1"
+    assert variable.get("Value") == "5"
