@@ -82,8 +82,11 @@ async def originate(
         {
             "Action": "Originate",
             "Channel": f"Local/{number}@{context}",
-            "Application": "Wait",
-            "Data": str(wait_seconds),
+            # The ;1 half streams (silent) audio to the caller's half, as a phone does:
+            # Asterisk times DTMF on the frames it reads, and a Local channel with no
+            # media holds a key back until something else arrives.
+            "Application": "MusicOnHold",
+            "Data": f"lab-silence,{wait_seconds}",
             "Async": "true",
             "Timeout": "10000",
             "ChannelId": channel_id,
@@ -102,15 +105,8 @@ def on_channel(uniqueid: str) -> Any:
     return match
 
 
-async def keys_when_asked(
-    driver: LabDriver,
-    events: EventCollector,
-    uniqueid: str,
-    keys: str,
-    *,
-    timeout: float = 20.0,
-) -> None:
-    """Wait until the AGI on ``uniqueid`` starts GET DATA, then send ``keys`` to it."""
+async def asked(events: EventCollector, uniqueid: str, *, timeout: float = 20.0) -> str:
+    """Wait until the AGI on ``uniqueid`` starts reading keys (GET DATA); its channel name."""
     start = await events.next(
         "AGIExecStart",
         lambda e: (
@@ -119,18 +115,34 @@ async def keys_when_asked(
         ),
         timeout=timeout,
     )
-    channel = start["Channel"]
+    return start["Channel"]
+
+
+async def press(driver: LabDriver, channel: str, keys: str) -> None:
+    """Keys as the caller's phone would send them (AMI PlayDTMF, received by the channel)."""
     for key in keys:
         reply = await driver.action(
+            # "Async: false": panoramisk 1.4 reads the "DTMF successfully queued" reply as
+            # the start of an async list unless the action says it is not one.
             {
                 "Action": "PlayDTMF",
                 "Channel": channel,
                 "Digit": key,
-                "Duration": "80",
+                "Duration": "120",
                 "Receive": "true",
+                "Async": "false",
             }
         )
         assert reply.success, reply
+
+
+async def keys_when_asked(
+    driver: LabDriver, events: EventCollector, uniqueid: str, keys: str
+) -> str:
+    """Wait for the next GET DATA on ``uniqueid``, then send ``keys``; the channel name."""
+    channel = await asked(events, uniqueid)
+    await press(driver, channel, keys)
+    return channel
 
 
 async def hang_up(driver: LabDriver, channel_uniqueid: str, channel_name: str) -> None:

@@ -16,6 +16,7 @@ from callbackd.lab.driver import AmiMessage, LabDriver
 from callbackd.settings import Settings
 from tests.agi_lab import (
     AGI_EVENTS,
+    asked,
     crm_campaign,
     fast_agi,
     free_port,
@@ -112,7 +113,7 @@ async def test_returning_caller_rings_their_last_operator_first(
             seen = list(events.pending)
         assert app.agi_server is not None
         assert app.agi_server.stats["completed"] == 1
-    assert dial.get("DestChannel", "").startswith(OP2 + "-")
+    assert str(dial.get("DestChannel")).startswith(OP2 + "-")
     assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == caller for e in seen)
 
 
@@ -145,16 +146,16 @@ async def test_vip_skips_the_queue(
     await add_customer(db, number, category="vip", priority=10, skip_queue=True)
     port = free_port()
     variables = {**agi_address(port), "CALLBACKD_VIP_TARGET": "Local/talkdesk@lab-operators"}
-    async with running_daemon(settings_for(pbx, database, port)):
-        async with ami_driver.events("DialBegin", "DialEnd", "QueueCallerJoin") as events:
-            channel_id = await originate(
-                ami_driver, "lab-inbound-callers", number, variables=variables
-            )
-            caller = f"{channel_id};2"
-            dial = await events.next("DialBegin", lambda e: e.get("Uniqueid") == caller)
-            end = await events.next("DialEnd", lambda e: e.get("Uniqueid") == caller)
-            await asyncio.sleep(0.5)
-            seen = list(events.pending)
+    async with (
+        running_daemon(settings_for(pbx, database, port)),
+        ami_driver.events("DialBegin", "DialEnd", "QueueCallerJoin") as events,
+    ):
+        channel_id = await originate(ami_driver, "lab-inbound-callers", number, variables=variables)
+        caller = f"{channel_id};2"
+        dial = await events.next("DialBegin", lambda e: e.get("Uniqueid") == caller)
+        end = await events.next("DialEnd", lambda e: e.get("Uniqueid") == caller)
+        await asyncio.sleep(0.5)
+        seen = list(events.pending)
     assert str(dial.get("DestChannel")).startswith("Local/talkdesk@lab-operators-")
     assert end.get("DialStatus") == "ANSWER"
     assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == caller for e in seen)
@@ -181,3 +182,107 @@ async def test_priority_category_joins_ahead_of_earlier_callers(
         )
     assert join["Position"] == "1"
     assert variable.get("Value") == "5"
+
+
+# --------------------------------------------------------------------------- request
+
+
+async def request_rows(db: Any, number: str) -> list[Any]:
+    rows: list[Any] = await db.fetch(
+        "SELECT * FROM callback_requests WHERE number = $1", f"+{number}"
+    )
+    return rows
+
+
+async def stored_request(db: Any, number: str) -> Any:
+    async def stored() -> bool:
+        return bool(await request_rows(db, number))
+
+    await wait_until(stored, timeout=20, what=f"a request for {number}")
+    [row] = await request_rows(db, number)
+    return row
+
+
+def get_data_count(events: list[AmiMessage], uniqueid: str) -> int:
+    return sum(
+        1
+        for e in events
+        if e.event == "AGIExecStart"
+        and e.get("Uniqueid") == uniqueid
+        and str(e.get("Command", "")).upper().startswith("GET DATA")
+    )
+
+
+async def test_ivr_request_with_confirmation_and_preferred_time(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    number = fresh_number()
+    port = free_port()
+    zone = ZoneInfo(noon_zone())
+    async with (
+        running_daemon(settings_for(pbx, database, port)),
+        ami_driver.events(*AGI_EVENTS, "Hangup") as events,
+    ):
+        channel_id = await originate(
+            ami_driver, "lab-request-callers", number, variables=agi_address(port)
+        )
+        caller = f"{channel_id};2"
+        await keys_when_asked(ami_driver, events, caller, "1#")  # my number, yes
+        await keys_when_asked(ami_driver, events, caller, "21030#")  # tomorrow 10:30
+        row = await stored_request(db, number)
+        await events.next("Hangup", lambda e: e.get("Uniqueid") == caller)
+    tomorrow = datetime.now(zone).date() + timedelta(days=1)
+    expected = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 10, 30, tzinfo=zone)
+    assert row["source"] == "ivr"
+    assert row["status"] == "pending"
+    assert row["preferred_at"] == expected
+    assert row["due_at"] == expected
+    assert row["queue"] == "lab-sales"
+
+
+async def test_invalid_time_is_asked_again(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    number = fresh_number()
+    port = free_port()
+    async with (
+        running_daemon(settings_for(pbx, database, port)),
+        ami_driver.events(*AGI_EVENTS) as events,
+    ):
+        channel_id = await originate(
+            ami_driver, "lab-request-callers", number, variables=agi_address(port)
+        )
+        caller = f"{channel_id};2"
+        await keys_when_asked(ami_driver, events, caller, "1#")
+        await keys_when_asked(ami_driver, events, caller, "12500#")  # 25:00: no such time
+        asked_again_at = datetime.now(UTC)
+        await keys_when_asked(ami_driver, events, caller, "330#")  # in 30 minutes
+        row = await stored_request(db, number)
+    expected = asked_again_at + timedelta(minutes=30)
+    assert abs(row["preferred_at"] - expected) < timedelta(seconds=10)
+    assert row["due_at"] == row["preferred_at"]
+
+
+async def test_hang_up_mid_ivr_writes_nothing(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    number = fresh_number()
+    port = free_port()
+    async with running_daemon(settings_for(pbx, database, port)) as app:
+        server = app.agi_server
+        assert server is not None
+        async with ami_driver.events(*AGI_EVENTS) as events:
+            channel_id = await originate(
+                ami_driver, "lab-request-callers", number, variables=agi_address(port)
+            )
+            caller = f"{channel_id};2"
+            await keys_when_asked(ami_driver, events, caller, "1#")
+            channel = await asked(events, caller)  # the time question: the caller hangs up
+            reply = await ami_driver.action({"Action": "Hangup", "Channel": channel})
+            assert reply.success, reply
+            await wait_until(
+                lambda: server.stats["hangups"] == 1, timeout=10, what="the route saw the hangup"
+            )
+        assert server.active_sessions == 0
+    assert await request_rows(db, number) == []
+    assert await db.fetchval("SELECT count(*) FROM callback_requests") == 0
