@@ -292,6 +292,11 @@ class AgiSettings(_Model):
     ivr_ask_time: bool = Field(
         default=True, description="request: ask for a preferred callback time."
     )
+    ivr_read_back: bool = Field(
+        default=True,
+        description="request: say the caller's number before asking to confirm it, and the "
+        "chosen time after it was keyed in.",
+    )
     ivr_max_minutes: int = Field(
         default=1440, ge=1, le=9999, description='request: largest "in N minutes" accepted.'
     )

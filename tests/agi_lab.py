@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,7 +98,7 @@ async def originate(
     return channel_id
 
 
-def on_channel(uniqueid: str) -> Any:
+def on_channel(uniqueid: str) -> Callable[[AmiMessage], bool]:
     def match(event: AmiMessage) -> bool:
         return event.get("Uniqueid") == uniqueid
 

@@ -23,6 +23,7 @@ from tests.agi_lab import (
     fresh_number,
     keys_when_asked,
     noon_zone,
+    on_channel,
     originate,
 )
 
@@ -246,7 +247,7 @@ async def test_invalid_time_is_asked_again(
     number = fresh_number()
     port = free_port()
     async with (
-        running_daemon(settings_for(pbx, database, port)),
+        running_daemon(settings_for(pbx, database, port, ivr_read_back=False)),
         ami_driver.events(*AGI_EVENTS) as events,
     ):
         channel_id = await originate(
@@ -268,7 +269,7 @@ async def test_hang_up_mid_ivr_writes_nothing(
 ) -> None:
     number = fresh_number()
     port = free_port()
-    async with running_daemon(settings_for(pbx, database, port)) as app:
+    async with running_daemon(settings_for(pbx, database, port, ivr_read_back=False)) as app:
         server = app.agi_server
         assert server is not None
         async with ami_driver.events(*AGI_EVENTS) as events:
@@ -286,3 +287,89 @@ async def test_hang_up_mid_ivr_writes_nothing(
         assert server.active_sessions == 0
     assert await request_rows(db, number) == []
     assert await db.fetchval("SELECT count(*) FROM callback_requests") == 0
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+async def test_without_callbackd_the_shipped_dialplan_still_queues_the_caller(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    nobody = agi_address(free_port())  # callbackd is stopped: nothing listens there
+    async with ami_driver.events("QueueCallerJoin", *AGI_EVENTS) as events:
+        inbound = await originate(
+            ami_driver, "lab-inbound-callers", fresh_number(), variables=nobody
+        )
+        unset = await originate(ami_driver, "lab-inbound-callers", fresh_number(), variables={})
+        request = await originate(
+            ami_driver, "lab-request-callers", fresh_number(), variables=nobody
+        )
+        joins = {
+            caller: await events.next("QueueCallerJoin", on_channel(caller))
+            for caller in (f"{inbound};2", f"{unset};2", f"{request};2")
+        }
+        seen = list(events.pending)
+    assert {join["Queue"] for join in joins.values()} == {"lab-sales"}
+    # The site left CALLBACKD_AGI unset on one: no AGI was even tried for it.
+    assert not any(e.get("Uniqueid") == f"{unset};2" for e in seen if e.event.startswith("AGI"))
+    assert await db.fetchval("SELECT count(*) FROM callback_requests") == 0
+
+
+async def _hostile_clients(port: int) -> tuple[asyncio.StreamWriter, int]:
+    """A port probe that closes at once, one sending 1 MB of headers, and one that sends
+    half an environment and then nothing (left open: the caller closes it)."""
+    _, probe = await asyncio.open_connection("127.0.0.1", port)
+    probe.close()
+    _, flood = await asyncio.open_connection("127.0.0.1", port)
+    line = b"agi_request: " + b"x" * 1000 + b"\n"
+    sent = 0
+    try:
+        while sent < 1 << 20:
+            flood.write(line)
+            await flood.drain()
+            sent += len(line)
+    except ConnectionError:
+        pass
+    flood.close()
+    _, stuck = await asyncio.open_connection("127.0.0.1", port)
+    stuck.write(b"agi_network: yes\nagi_channel: Local/x\n")
+    await stuck.drain()
+    return stuck, sent
+
+
+async def test_hostile_fastagi_clients_do_not_disturb_real_calls(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    numbers = [fresh_number() for _ in range(3)]
+    for priority, number in enumerate(numbers, start=1):
+        await add_customer(db, number, priority=priority)
+    port = free_port()
+    settings = settings_for(pbx, database, port, header_timeout_seconds=2.0)
+    async with running_daemon(settings) as app:
+        server = app.agi_server
+        assert server is not None
+        await wait_until(server.listening.is_set, timeout=5, what="FastAGI listening")
+        stuck, flooded = await _hostile_clients(port)
+        async with ami_driver.events("QueueCallerJoin") as events:
+            callers = [
+                await originate(ami_driver, "lab-inbound-callers", n, variables=agi_address(port))
+                + ";2"
+                for n in numbers
+            ]
+            joins = [await events.next("QueueCallerJoin", on_channel(c)) for c in callers]
+        priorities = [
+            (
+                await ami_driver.action(
+                    {"Action": "Getvar", "Channel": join["Channel"], "Variable": "QUEUE_PRIO"}
+                )
+            ).get("Value")
+            for join in joins
+        ]
+        await wait_until(
+            lambda: server.stats["bad_headers"] == 3, timeout=5, what="stuck client dropped"
+        )
+        stuck.close()
+        assert server.stats["completed"] == 3
+        assert server.stats["failed"] == 0
+    assert flooded > settings.agi.max_header_bytes
+    assert priorities == ["1", "2", "3"]

@@ -244,7 +244,7 @@ async def _ask_number(call: AgiCall, deps: RouteDeps) -> str | None:
     own = deps.inbound.caller(call.caller_number)
     candidate = own
     for _ in range(agi.ivr_attempts):
-        if candidate is not None:
+        if candidate is not None and agi.ivr_read_back:
             await _play(call, agi.prompt_number)
             await call.say_digits(dial_digits(candidate))
         keys = await _get_keys(call, agi.prompt_confirm_number, agi, _MAX_NUMBER_KEYS)
@@ -270,6 +270,8 @@ async def _ask_time(call: AgiCall, deps: RouteDeps, campaign: Campaign) -> datet
         if isinstance(choice, AsSoonAsPossible):
             return None
         if isinstance(choice, PreferredAt):
+            if not agi.ivr_read_back:
+                return choice.at
             await call.say_datetime(
                 int(choice.at.timestamp()), _READBACK_FORMAT, campaign.window.timezone
             )
