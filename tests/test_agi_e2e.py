@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callbackd.lab.asterisk import LabAsterisk
-from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.classic_agi import install_classic_agi
+from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
 from callbackd.lab.driver import AmiMessage, LabDriver
 from callbackd.settings import Settings
 from tests.agi_lab import (
@@ -30,6 +31,11 @@ from tests.agi_lab import (
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 
 OP1, OP2 = "Local/op1@lab-operators", "Local/op2@lab-operators"
+CLASSIC_CAMPAIGN = """
+[campaigns.sales]
+queue = "lab-sales"
+mode = "crm_task"
+"""
 
 
 def settings_for(pbx: LabAsterisk, database: str, port: int, **agi: Any) -> Settings:
@@ -373,3 +379,31 @@ async def test_hostile_fastagi_clients_do_not_disturb_real_calls(
         assert server.stats["failed"] == 0
     assert flooded > settings.agi.max_header_bytes
     assert priorities == ["1", "2", "3"]
+
+
+# --------------------------------------------------------------------------- classic AGI
+
+
+async def test_classic_agi_script_runs_the_same_route_for_asterisk(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    """Asterisk starts callbackd-agi per call (AGI(<script>,inbound,<queue>)); the route
+    asks Asterisk itself whether the sticky operator is free, and the caller rings them."""
+    pbx.set_operator("op2", "talk")
+    number = fresh_number()
+    await add_interaction(db, number, OP2)
+    await add_customer(db, number, category="gold", priority=4)
+    toml = lab_config_toml(database, pbx.ami_callbackd, rest=CLASSIC_CAMPAIGN)
+    script = await asyncio.to_thread(install_classic_agi, pbx, toml)
+    async with ami_driver.events("DialBegin", "UserEvent") as events:
+        timing_id = await originate(
+            ami_driver, "lab-bench-agi", number, variables={"CALLBACKD_AGI": script}
+        )
+        timing = await events.next("UserEvent", on_channel(f"{timing_id};2"), timeout=20)
+        channel_id = await originate(
+            ami_driver, "lab-inbound-callers", number, variables={"CALLBACKD_AGI": script}
+        )
+        dial = await events.next("DialBegin", on_channel(f"{channel_id};2"), timeout=20)
+    assert timing.get("Status") == "SUCCESS"
+    assert (timing.get("Sticky"), timing.get("CallerPriority")) == (OP2, "4")
+    assert str(dial.get("DestChannel")).startswith(OP2 + "-")

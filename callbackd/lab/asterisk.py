@@ -67,6 +67,7 @@ LAB_CONTEXTS: Final = (
     "lab-inbound-callers",
     "lab-request-callers",
     "lab-offer-callers",
+    "lab-bench-agi",
 )
 """The lab dialplan's own contexts (pbx/extensions.conf)."""
 
