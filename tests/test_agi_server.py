@@ -162,6 +162,8 @@ async def test_values_that_could_break_the_command_line_are_never_sent() -> None
         await call.set_variable("X Y", "1")
     with pytest.raises(ValueError, match="sound"):
         await call.stream_file("beep&rm")
+    with pytest.raises(ValueError, match="MSet"):
+        await call.set_variables({"CALLBACKD_CATEGORY": "a,CALLBACKD_PRIORITY=999"})
 
 
 class _NoChannel:
@@ -308,6 +310,8 @@ async def test_classic_agi_runs_the_same_inbound_route(database: str, db: Any) -
             return "200 result=1 (0)\n"
         if command.startswith("GET FULL VARIABLE"):
             return "200 result=1 (NOT_INUSE)\n"
+        if command.startswith("EXEC"):
+            return "200 result=0\n"
         return "200 result=1\n"
 
     fake = _FakeAsterisk(env_block("inbound", "lab-sales"), answer)
@@ -316,14 +320,11 @@ async def test_classic_agi_runs_the_same_inbound_route(database: str, db: Any) -
     with _classic_channel(fake) as channel:
         assert await run_route(settings, channel) == 0
     fake.join(timeout=5)
-    sets = [c for c in fake.commands if c.startswith("SET VARIABLE")]
+    sets = [c for c in fake.commands if c.startswith("EXEC MSet")]
     assert sets == [
-        'SET VARIABLE CALLBACKD_STICKY_MEMBER "Local/op2@lab-operators"',
-        'SET VARIABLE CALLBACKD_STICKY_RING "15"',
-        'SET VARIABLE CALLBACKD_CATEGORY "gold"',
-        'SET VARIABLE CALLBACKD_PRIORITY "7"',
-        'SET VARIABLE CALLBACKD_SKIP_QUEUE "0"',
-        'SET VARIABLE CALLBACKD_PENDING "0"',
+        'EXEC MSet "CALLBACKD_STICKY_MEMBER=Local/op2@lab-operators,CALLBACKD_STICKY_RING=15,'
+        "CALLBACKD_CATEGORY=gold,CALLBACKD_PRIORITY=7,CALLBACKD_SKIP_QUEUE=0,"
+        'CALLBACKD_PENDING=0"'
     ]
     assert any("QUEUE_MEMBER(lab-sales,paused,Local/op2@lab-operators)" in c for c in fake.commands)
 

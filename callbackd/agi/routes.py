@@ -163,13 +163,19 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
         raise ValueError(f"inbound: bad queue argument {queue[:40]!r}")
     async with deps.database.connection() as conn:
         decision = await deps.inbound.decide(conn, call.caller_number, queue, deps.presence(call))
-    await call.set_variable(contract.VAR_STICKY_MEMBER, decision.sticky_member)
-    await call.set_variable(contract.VAR_STICKY_RING, deps.agi.sticky_ring_seconds)
-    await call.set_variable(contract.VAR_CATEGORY, decision.category)
-    await call.set_variable(contract.VAR_PRIORITY, decision.priority)
-    await call.set_variable(contract.VAR_SKIP_QUEUE, int(decision.skip_queue))
-    await call.set_variable(contract.VAR_PENDING, int(decision.pending))
-    structlog.get_logger("callbackd.agi.inbound").info(
+    # One round trip for all six (the dialplan checks each value again).
+    await call.set_variables(
+        {
+            contract.VAR_STICKY_MEMBER: decision.sticky_member,
+            contract.VAR_STICKY_RING: deps.agi.sticky_ring_seconds,
+            contract.VAR_CATEGORY: decision.category,
+            contract.VAR_PRIORITY: decision.priority,
+            contract.VAR_SKIP_QUEUE: int(decision.skip_queue),
+            contract.VAR_PENDING: int(decision.pending),
+        }
+    )
+    # Debug, not info: a lookup changes no state, and it runs for every inbound call.
+    structlog.get_logger("callbackd.agi.inbound").debug(
         "inbound caller routed",
         queue=queue,
         sticky_member=decision.sticky_member or None,

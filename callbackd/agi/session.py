@@ -22,6 +22,7 @@ _DIGITS = re.compile(r"^[0-9*#]{0,64}$")
 _ESCAPE = re.compile(r"^[0-9*#]{0,12}$")
 _FORMAT = re.compile(r"^[A-Za-z0-9 '/_.-]{1,64}$")
 _ZONE = re.compile(r"^[A-Za-z0-9_/+-]{1,64}$")
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_/@:.+-]{0,128}$")
 
 DEFAULT_COMMAND_TIMEOUT: Final = 5.0
 PROMPT_ALLOWANCE: Final = 30.0
@@ -98,6 +99,25 @@ class AgiCall:
         reply = await self.command(f'SET VARIABLE {name} "{text}"')
         if reply.number != 1:
             raise AgiError(f"SET VARIABLE {name} failed: {reply.raw}")
+
+    async def set_variables(self, values: Mapping[str, str | int]) -> None:
+        """Several variables in ONE round trip (``EXEC MSet``).
+
+        Values are restricted to ``A-Z a-z 0-9 _ / @ : . + -`` (a comma would start the
+        next assignment); anything else raises ValueError before a byte is sent.
+        """
+        assignments = []
+        for name, value in values.items():
+            text = str(value)
+            if not _VARIABLE_NAME.match(name):
+                raise ValueError(f"bad channel variable name {name!r}")
+            if not _PLAIN_VALUE.match(text):
+                raise ValueError(f"{name}: value not settable in one MSet: {text[:40]!r}")
+            assignments.append(f"{name}={text}")
+        reply = await self.command(f'EXEC MSet "{",".join(assignments)}"')
+        if reply.number != 0:
+            self._check(reply, "EXEC MSet")
+            raise AgiError(f"EXEC MSet failed: {reply.raw}")
 
     async def get_variable(self, name: str) -> str | None:
         """A channel variable's value, None when it is not set."""
