@@ -45,10 +45,8 @@ def _config(dsn: str, pbx: LabAsterisk, agi_port: int) -> str:
         dsn,
         pbx.ami_callbackd,
         log_level="warning",
-        rest=f"""
-[agi]
-listen_port = {agi_port}
-max_sessions = 1000
+        agi_port=agi_port,
+        rest="""
 [campaigns.sales]
 queue = "lab-sales"
 mode = "crm_task"
@@ -106,7 +104,7 @@ async def _phase(
                             "Action": "Originate",
                             "Channel": f"Local/{numbers[index % len(numbers)]}@lab-bench-agi",
                             "Application": "Wait",
-                            "Data": "1",
+                            "Data": "30",
                             "Async": "true",
                             "Timeout": "20000",
                             "ChannelId": channel_id,
@@ -130,7 +128,8 @@ async def _phase(
                 event = await events.next(
                     "UserEvent", ours, timeout=max(1.0, deadline - time.monotonic())
                 )
-            except Exception:
+            except Exception as exc:
+                print(f"  stopped waiting: {exc}", flush=True)
                 break
             if event.get("Status") == "SUCCESS" and event.get("Sticky"):
                 latencies.append(int(str(event.get("Micros"))) / 1000)
@@ -159,7 +158,9 @@ def _report(label: str, result: tuple[list[float], int, float]) -> str:
     )
 
 
-async def main_async(seconds: float, fast_high_seconds: float, classic_seconds: float) -> None:
+async def main_async(
+    seconds: float, fast_high_seconds: float, classic_seconds: float, phases: set[str]
+) -> None:
     postgres, pbx = LabPostgres(), LabAsterisk()
     await asyncio.to_thread(postgres.start)
     await asyncio.to_thread(pbx.start)
@@ -190,12 +191,14 @@ async def main_async(seconds: float, fast_high_seconds: float, classic_seconds: 
         fast = f"agi://127.0.0.1:{agi_port}"
         results = []
         await _phase(driver, fast, numbers, rate=20, seconds=1)  # warm-up, not reported
-        for label, address, rate, duration in (
-            ("FastAGI   50/s", fast, 50.0, seconds),
-            ("FastAGI  500/s", fast, 500.0, fast_high_seconds),
-            ("classic    5/s", script, 5.0, classic_seconds),
-            ("classic   20/s", script, 20.0, classic_seconds / 2),
+        for key, label, address, rate, duration in (
+            ("fast50", "FastAGI   50/s", fast, 50.0, seconds),
+            ("fast500", "FastAGI  500/s", fast, 500.0, fast_high_seconds),
+            ("classic5", "classic    5/s", script, 5.0, classic_seconds),
+            ("classic20", "classic   20/s", script, 20.0, classic_seconds / 2),
         ):
+            if key not in phases:
+                continue
             await asyncio.to_thread(pbx.wait_for_no_channels, 60.0)
             result = await _phase(driver, address, numbers, rate=rate, seconds=duration)
             results.append(_report(label, result))
@@ -220,8 +223,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="FastAGI at 50/s")
     parser.add_argument("--high-seconds", type=float, default=4.0, help="FastAGI at 500/s")
     parser.add_argument("--classic-seconds", type=float, default=4.0, help="classic phases")
+    parser.add_argument(
+        "--phases",
+        default="fast50,fast500,classic5,classic20",
+        help="comma-separated subset of fast50,fast500,classic5,classic20",
+    )
     args = parser.parse_args()
-    asyncio.run(main_async(args.seconds, args.high_seconds, args.classic_seconds))
+    phases = set(args.phases.split(","))
+    asyncio.run(main_async(args.seconds, args.high_seconds, args.classic_seconds, phases))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from tests.agi_lab import (
     noon_zone,
     on_channel,
     originate,
+    press,
 )
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
@@ -407,3 +408,34 @@ async def test_classic_agi_script_runs_the_same_route_for_asterisk(
     assert timing.get("Status") == "SUCCESS"
     assert (timing.get("Sticky"), timing.get("CallerPriority")) == (OP2, "4")
     assert str(dial.get("DestChannel")).startswith(OP2 + "-")
+
+
+async def test_caller_presses_1_in_the_queue_and_orders_a_callback(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    """lab-offer has queues.conf context=callbackd-queue-exit: 1 leaves for the request IVR."""
+    number = fresh_number()
+    port = free_port()
+    campaigns = {"offer": crm_campaign(queue="lab-offer")}
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns=campaigns,
+        agi=fast_agi(port, ivr_read_back=False),
+    )
+    async with (
+        running_daemon(settings),
+        ami_driver.events("QueueCallerJoin", "QueueCallerLeave", *AGI_EVENTS) as events,
+    ):
+        channel_id = await originate(
+            ami_driver, "lab-offer-callers", number, variables=agi_address(port)
+        )
+        caller = f"{channel_id};2"
+        join = await events.next("QueueCallerJoin", on_channel(caller))
+        await press(ami_driver, join["Channel"], "1")
+        await events.next("QueueCallerLeave", on_channel(caller))
+        await keys_when_asked(ami_driver, events, caller, "1#")  # my number
+        await keys_when_asked(ami_driver, events, caller, "0#")  # as soon as possible
+        row = await stored_request(db, number)
+    assert (row["source"], row["queue"], row["preferred_at"]) == ("ivr", "lab-offer", None)
+    assert row["due_at"] <= datetime.now(UTC)
