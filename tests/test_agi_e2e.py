@@ -356,14 +356,16 @@ async def test_hostile_fastagi_clients_do_not_disturb_real_calls(
         server = app.agi_server
         assert server is not None
         await wait_until(server.listening.is_set, timeout=5, what="FastAGI listening")
-        stuck, flooded = await _hostile_clients(port)
         async with ami_driver.events("QueueCallerJoin") as events:
+            # The hostile clients connect while the real calls are placed and served.
+            hostile = asyncio.create_task(_hostile_clients(port), name="hostile-clients")
             callers = [
                 await originate(ami_driver, "lab-inbound-callers", n, variables=agi_address(port))
                 + ";2"
                 for n in numbers
             ]
             joins = [await events.next("QueueCallerJoin", on_channel(c)) for c in callers]
+            stuck, flooded = await hostile
         priorities = [
             (
                 await ami_driver.action(
