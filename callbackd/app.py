@@ -29,11 +29,15 @@ from callbackd.db.migrations import default_migrations_dir, discover, pending_ve
 from callbackd.db.pool import connect, create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
+from callbackd.http.server import ApiServer
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.inbound import InboundService
+from callbackd.services.outbox import OutboxWorker
 from callbackd.services.queue_log import QueueLogReplayer
+from callbackd.services.requests import RequestService
 from callbackd.settings import AmiEndpoint, Settings, redact_dsn
 from callbackd.supervisor import Supervisor
 
@@ -80,6 +84,8 @@ class Application:
     verifier: AccountVerifier | None = None
     dialer: Dialer | None = None
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
+    outbox: OutboxWorker | None = None
+    api: ApiServer | None = None
     agi_server: FastAgiServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -136,6 +142,7 @@ class Application:
                 "claimed": self.dialer.stats.claimed if self.dialer else 0,
                 "finished": dict(self.dialer.stats.finished) if self.dialer else {},
             },
+            "outbox": self.outbox.health() if self.outbox else {},
             "tasks": self.supervisor.running,
         }
 
@@ -207,9 +214,29 @@ class Application:
         self.supervisor.start("capture-flusher", capture.run_flusher)
         self.supervisor.start("dialer", dialer.run)
         self.supervisor.start("due-listener", lambda: self._listen_for_due(dialer))
+        # Webhooks and SMS: events written by the database triggers, delivered with retries.
+        self.outbox = OutboxWorker(self.pool, settings, self.links)
+        self.supervisor.start("outbox", self.outbox.run)
+        if settings.http.enabled:
+            self.api = self._build_api()
+            self.supervisor.start("http-api", self.api.run)
+            self.supervisor.start("idempotency-purge", self.api.run_purge)
         if settings.agi.enabled:
             self.agi_server = self._build_agi_server()
             self.supervisor.start("agi-server", self.agi_server.run)
+
+    def _build_api(self) -> ApiServer:
+        """The HTTP API over the same pool, number policy and campaigns as the daemon."""
+        settings = self.settings
+        timeout = settings.database.command_timeout_seconds
+        policy = number_policy(settings)
+        return ApiServer(
+            settings.http,
+            requests=RequestService(self.pool, policy, settings.campaigns, timeout=timeout),
+            customers=CustomerService(self.pool, policy, timeout=timeout),
+            health=self.health,
+            stats=lambda: self,
+        )
 
     def _build_agi_server(self) -> FastAgiServer:
         """The FastAGI server on the daemon's pool and live operator boards."""

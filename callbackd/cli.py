@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from callbackd import __version__
 from callbackd.settings import (
@@ -60,11 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for another migrating process (default 60)",
     )
+    _add_management_commands(commands, common)
     return parser
+
+
+def _add_management_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Requests, customers and API tokens (callbackd/commands/manage.py)."""
+    from callbackd.commands.manage_args import add_parsers
+
+    add_parsers(commands, common)
+    hash_token = commands.add_parser(
+        "hash-token",
+        help="print the SHA-256 of an API token read from stdin, for [[http.tokens]] sha256",
+    )
+    hash_token.add_argument(
+        "--generate", action="store_true", help="make a new random token and print it too"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "hash-token":
+        return _hash_token(generate=args.generate)
     try:
         settings = load_settings(args.config)
     except ConfigError as err:
@@ -80,12 +98,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         from callbackd.commands.migrate import run_migrate
 
         return asyncio.run(run_migrate(settings, lock_timeout=args.lock_timeout))
+    from callbackd.commands.manage_args import REQUEST_COMMANDS
+
+    if args.command in (*REQUEST_COMMANDS, "customers"):
+        from callbackd.commands.manage import run_manage
+
+        return asyncio.run(run_manage(settings, args, sys.stdout))
     raise AssertionError(f"unhandled command {args.command}")
 
 
 def _check_config(settings: Settings) -> int:
     sys.stdout.write(render_effective_config(settings))
     print("callbackd: configuration is valid", file=sys.stderr)
+    return EXIT_OK
+
+
+def _hash_token(*, generate: bool) -> int:
+    """The hash the configuration stores; the token itself is never written to a file."""
+    import secrets
+
+    from callbackd.domain.api import hash_token
+
+    if generate:
+        token = secrets.token_urlsafe(32)
+        print(f"token:  {token}")
+        print(f"sha256: {hash_token(token)}")
+        return EXIT_OK
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("callbackd: give the token on stdin (or use --generate)", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_token(token))
     return EXIT_OK
 
 

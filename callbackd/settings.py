@@ -8,10 +8,14 @@ an admin can fix the file without reading a pydantic traceback.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ipaddress
 import os
 import re
+import socket
 import string
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -41,6 +45,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from callbackd.domain.delivery import (
+    GATEWAY_FIELDS,
+    SMS_TEMPLATE_FIELDS,
+    TOPICS,
+    SmsWhen,
+    check_template,
+)
+from callbackd.domain.targets import IpNetwork, TargetPolicy, parse_address
+
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_PREFIX",
@@ -52,6 +65,8 @@ __all__ = [
     "ConfigError",
     "DaemonSettings",
     "DatabaseSettings",
+    "HttpSettings",
+    "HttpToken",
     "LoggingSettings",
     "PhoneSettings",
     "RetryPolicy",
@@ -482,6 +497,312 @@ class PhoneSettings(_Model):
         return tuple(normalised)
 
 
+# --------------------------------------------------------------------------- outbox, webhooks, SMS
+
+
+def _resolve_host(host: str, timeout: float = 3.0) -> list[Any] | None:
+    """The addresses *host* resolves to now, or None if it does not resolve in time."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(socket.getaddrinfo, host, None, proto=socket.IPPROTO_TCP)
+        try:
+            infos = future.result(timeout=timeout)
+        except (OSError, concurrent.futures.TimeoutError):
+            return None
+    addresses = []
+    for info in infos:
+        address = parse_address(str(info[4][0]))
+        if address is not None:
+            addresses.append(address)
+    return addresses
+
+
+def check_target_url(url: str, policy: TargetPolicy) -> None:
+    """ValueError if *url* is not a plain http(s) URL or its host is a refused address.
+
+    An IP literal is checked as is; a name is resolved now and every address must pass
+    (a name that does not resolve now is accepted: the guard runs again on every request).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (use the secret/auth settings)")
+    host = parts.hostname
+    literal = parse_address(host)
+    addresses = [literal] if literal is not None else (_resolve_host(host) or [])
+    refused = policy.first_refusal(addresses)
+    if refused is not None:
+        address, reason = refused
+        raise ValueError(
+            f"host {host!r} is {address} ({reason} address): refused as a request target "
+            "unless allowed (allow_private_targets = true, or allowed_networks)"
+        )
+
+
+def _networks(value: object) -> object:
+    if not isinstance(value, list | tuple):
+        return value
+    parsed: list[object] = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            try:
+                parsed.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError as exc:
+                raise _KeyedValueError([index], f"{item!r} is not an IP network: {exc}") from exc
+        else:
+            parsed.append(item)
+    return tuple(parsed)
+
+
+class OutboxSettings(_Model):
+    """How webhooks and SMS are delivered: polling, retries with backoff, giving up."""
+
+    poll_interval_seconds: Seconds = Field(
+        default=2.0,
+        description="Seconds between looks for due deliveries (a NOTIFY wakes the worker "
+        "sooner; polling is the guarantee).",
+    )
+    batch_size: int = Field(
+        default=50, ge=1, le=1000, description="Deliveries claimed (and sent in parallel) at once."
+    )
+    backoff_initial_seconds: Seconds = Field(
+        default=5.0, description="Delay after the first failed try."
+    )
+    backoff_factor: float = Field(
+        default=2.0, ge=1.0, le=10.0, description="Each further failure waits this much longer."
+    )
+    backoff_max_seconds: Seconds = Field(default=3600.0, description="Ceiling of the delay.")
+    jitter: float = Field(
+        default=0.25, ge=0, lt=1, description="Each delay is shortened by up to this fraction."
+    )
+    max_age_seconds: Seconds = Field(
+        default=86400.0,
+        description="A message still undelivered this long after its event is given up.",
+    )
+
+
+class WebhookEndpoint(_Model):
+    """One receiver of callback events (a CRM)."""
+
+    name: str = Field(description="Short unique name (lowercase); delivery rows refer to it.")
+    url: str = Field(description="http(s) URL the events are POSTed to as JSON.")
+    secret: SecretStr = Field(
+        description="HMAC-SHA256 key of the Callbackd-Signature header (share it with the "
+        "receiver only)."
+    )
+    topics: tuple[str, ...] = Field(
+        default=(),
+        description="Events sent, e.g. ['callback.completed', 'callback.failed'] or "
+        "['callback.*']. Empty: all.",
+    )
+    timeout_seconds: Seconds = Field(
+        default=10.0, description="Seconds one POST may take in all (connect, send, answer)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not _SLUG.fullmatch(value) or value == "sms":
+            raise ValueError(
+                f"{value!r} is not a valid name: 1-32 lowercase letters, digits, '-' or '_' "
+                "(and not 'sms')"
+            )
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_long(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, topic in enumerate(value):
+            if topic not in TOPICS and topic not in ("*", "callback.*"):
+                raise _KeyedValueError(
+                    [index], f"{topic!r} is not an event (known: {', '.join(TOPICS)})"
+                )
+        return value
+
+
+class WebhookSettings(_Model):
+    """Signed webhooks to CRMs for every callback state change."""
+
+    endpoints: tuple[WebhookEndpoint, ...] = Field(
+        default=(), description="Receivers ([[webhooks.endpoints]] tables)."
+    )
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Allow URLs that resolve to loopback, private, link-local or unique-local "
+        "addresses (metadata addresses stay refused unless in allowed_networks).",
+    )
+    allowed_networks: tuple[IpNetwork, ...] = Field(
+        default=(),
+        description="Networks always allowed as targets, e.g. ['10.1.2.0/24'].",
+    )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        return _networks(value)
+
+    @property
+    def policy(self) -> TargetPolicy:
+        return TargetPolicy(self.allow_private_targets, self.allowed_networks)
+
+    @model_validator(mode="after")
+    def _targets_allowed(self) -> WebhookSettings:
+        seen: set[str] = set()
+        for index, endpoint in enumerate(self.endpoints):
+            if endpoint.name in seen:
+                raise _KeyedValueError(
+                    ["endpoints", index, "name"], f"duplicate endpoint name {endpoint.name!r}"
+                )
+            seen.add(endpoint.name)
+            try:
+                check_target_url(endpoint.url, self.policy)
+            except ValueError as exc:
+                raise _KeyedValueError(["endpoints", index, "url"], str(exc)) from exc
+        return self
+
+
+class SmsHttpGateway(_Model):
+    """An HTTP SMS gateway: the request callbackd makes for one message."""
+
+    url: str = Field(description="http(s) URL of the gateway's send call.")
+    method: Literal["POST", "GET"] = Field(
+        default="POST", description="POST sends `body` as JSON or a form; GET as query."
+    )
+    body_format: Literal["json", "form"] = Field(
+        default="json", description="How a POST body is encoded."
+    )
+    body: dict[str, str] = Field(
+        default_factory=lambda: {"to": "{number}", "text": "{text}"},
+        description="Fields sent; values may use {number} (E.164), {number_digits}, {text}, "
+        "{language} and {message_id} (stable per message: gateways can dedupe by it).",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra plain headers.")
+    secret_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers holding credentials, e.g. X-Api-Key."
+    )
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Sent as Authorization: Bearer <token>."
+    )
+    basic_username: str | None = Field(default=None, description="HTTP basic auth user.")
+    basic_password: SecretStr | None = Field(default=None, description="HTTP basic password.")
+    timeout_seconds: Seconds = Field(default=10.0, description="Seconds one request may take.")
+    allow_private_targets: bool = Field(
+        default=False, description="Allow a gateway on loopback or a private network."
+    )
+    allowed_networks: tuple[IpNetwork, ...] = Field(
+        default=(), description="Networks always allowed for the gateway."
+    )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        return _networks(value)
+
+    @property
+    def policy(self) -> TargetPolicy:
+        return TargetPolicy(self.allow_private_targets, self.allowed_networks)
+
+    @field_validator("body")
+    @classmethod
+    def _body_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, template in value.items():
+            try:
+                check_template(template, GATEWAY_FIELDS)
+            except ValueError as exc:
+                raise _KeyedValueError([key], str(exc)) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _target_allowed(self) -> SmsHttpGateway:
+        try:
+            check_target_url(self.url, self.policy)
+        except ValueError as exc:
+            raise _KeyedValueError(["url"], str(exc)) from exc
+        if (self.basic_username is None) != (self.basic_password is None):
+            raise _KeyedValueError(
+                ["basic_username"], "basic_username and basic_password go together"
+            )
+        return self
+
+
+class SmsAmiSender(_Model):
+    """SMS through the PBX: the AMI MessageSend action (needs write class `message`)."""
+
+    pbx: str = Field(default="", description="AMI endpoint to send through. Empty: the first.")
+    destination: str = Field(
+        description="MessageSend Destination; {number} (E.164) or {number_digits}, e.g. "
+        "'pjsip:sms-trunk/sip:{number_digits}@sms.example.net'."
+    )
+    from_uri: str | None = Field(
+        default=None, description="MessageSend From, e.g. 'sip:shop@example.net'."
+    )
+    timeout_seconds: Seconds = Field(default=5.0, description="Seconds to wait for the answer.")
+
+    @field_validator("destination")
+    @classmethod
+    def _destination_fields(cls, value: str) -> str:
+        check_template(value, frozenset({"number", "number_digits"}))
+        return value
+
+
+class SmsSettings(_Model):
+    """Texting callers who gave up (per-campaign templates in campaigns.<name>.sms)."""
+
+    sender: Literal["none", "http", "ami"] = Field(
+        default="none", description="none, http (sms.http) or ami (sms.ami, MessageSend)."
+    )
+    window_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="At most one SMS per number in this many hours (enforced by the database).",
+    )
+    http: SmsHttpGateway | None = Field(default=None, description="The HTTP gateway.")
+    ami: SmsAmiSender | None = Field(default=None, description="MessageSend through the PBX.")
+
+    @model_validator(mode="after")
+    def _sender_configured(self) -> SmsSettings:
+        if self.sender == "http" and self.http is None:
+            raise _KeyedValueError(["http"], "sender = 'http' needs an [sms.http] table")
+        if self.sender == "ami" and self.ami is None:
+            raise _KeyedValueError(["ami"], "sender = 'ami' needs an [sms.ami] table")
+        return self
+
+
+class CampaignSms(_Model):
+    """The SMS a campaign sends to a caller (campaigns.<name>.sms)."""
+
+    template: str = Field(
+        min_length=1,
+        description="Message text; may use {campaign} and {queue}.",
+    )
+    language: str = Field(
+        default="en",
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+        description="Language tag of the text, passed to the gateway as {language}.",
+    )
+    when: SmsWhen = Field(
+        default="abandon",
+        description="abandon: when the request is made from an abandon; final_failure: after "
+        "the last failed attempt; both.",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template_fields(cls, value: str) -> str:
+        check_template(value, SMS_TEMPLATE_FIELDS)
+        return value
+
+
 # --------------------------------------------------------------------------- campaigns
 
 
@@ -667,6 +988,9 @@ class Campaign(_Model):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
     window: CallingWindow = Field(default_factory=CallingWindow, description="Calling hours.")
+    sms: CampaignSms | None = Field(
+        default=None, description="SMS to the caller (template, language, when)."
+    )
 
     @field_validator("queue")
     @classmethod
@@ -705,6 +1029,79 @@ class Campaign(_Model):
         return self.dial_template.replace("{number}", number)
 
 
+# --------------------------------------------------------------------------- HTTP API
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+TokenScope = Literal["read", "write"]
+
+
+class HttpToken(_Model):
+    """One bearer token of the HTTP API, stored as its SHA-256 (``callbackd hash-token``)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Who holds the token (shown in logs and scopes idempotency keys).",
+    )
+    sha256: str = Field(
+        description="Hex SHA-256 of the token, as printed by `callbackd hash-token`; the token "
+        "itself is never written into the configuration."
+    )
+    scopes: tuple[TokenScope, ...] = Field(
+        default=("read",),
+        min_length=1,
+        description="read: list, show, health, metrics; write: create, cancel, reschedule, "
+        "call now, assign, customers.",
+    )
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _is_sha256_hex(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not _SHA256_HEX.fullmatch(value):
+                raise ValueError("must be 64 hex digits (the output of `callbackd hash-token`)")
+        return value
+
+
+class HttpSettings(_Model):
+    """The HTTP API (CRM side), served inside the daemon."""
+
+    enabled: bool = Field(default=False, description="Serve the HTTP API (off unless switched on).")
+    listen_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the API binds to; keep it on loopback or a private network.",
+    )
+    listen_port: int = Field(default=8580, ge=1, le=65535, description="API TCP port.")
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest accepted request body in bytes; larger bodies get 413.",
+    )
+    tokens: tuple[HttpToken, ...] = Field(
+        default=(),
+        description="Bearer tokens ([[http.tokens]] tables: name, sha256, scopes). "
+        "Without any, every request but /openapi.json is refused with 401.",
+    )
+    idempotency_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long an Idempotency-Key keeps answering with its first result.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_token_names(cls, value: tuple[HttpToken, ...]) -> tuple[HttpToken, ...]:
+        seen: set[str] = set()
+        for index, token in enumerate(value):
+            if token.name in seen:
+                raise _KeyedValueError([index, "name"], f"duplicate token name {token.name!r}")
+            seen.add(token.name)
+        return value
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -740,6 +1137,29 @@ class Settings(BaseSettings):
     campaigns: dict[str, Campaign] = Field(
         default_factory=dict, description="Queues whose abandoned callers are called back."
     )
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings, description="Webhook and SMS delivery retries."
+    )
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="Signed webhooks to CRMs."
+    )
+    sms: SmsSettings = Field(default_factory=SmsSettings, description="SMS to callers.")
+
+    @field_validator("sms")
+    @classmethod
+    def _sms_pbx_exists(cls, value: SmsSettings, info: ValidationInfo) -> SmsSettings:
+        endpoints: tuple[AmiEndpoint, ...] | None = info.data.get("ami")
+        if value.ami is None or not endpoints:
+            return value
+        names = [endpoint.name for endpoint in endpoints]
+        pbx = value.ami.pbx or names[0]
+        if pbx not in names:
+            raise _KeyedValueError(
+                ["ami", "pbx"], f"no AMI endpoint named {pbx!r} (known: {', '.join(names)})"
+            )
+        return value.model_copy(update={"ami": value.ami.model_copy(update={"pbx": pbx})})
+
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API.")
 
     @field_validator("ami")
     @classmethod
@@ -808,6 +1228,13 @@ class Settings(BaseSettings):
         values = [endpoint.secret.get_secret_value() for endpoint in self.ami]
         values.append(self.database.dsn.get_secret_value())
         values.extend(_dsn_passwords(self.database.dsn.get_secret_value()))
+        values.extend(endpoint.secret.get_secret_value() for endpoint in self.webhooks.endpoints)
+        gateway = self.sms.http
+        if gateway is not None:
+            values.extend(v.get_secret_value() for v in gateway.secret_headers.values())
+            values.extend(
+                v.get_secret_value() for v in (gateway.bearer_token, gateway.basic_password) if v
+            )
         return [value for value in values if value]
 
     @classmethod
@@ -1105,6 +1532,8 @@ def _to_toml(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_to_toml(item) for item in value if item is not None]
     if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return str(value)
     return value
 

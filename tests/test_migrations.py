@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
     "customers",
     "outbox",
     "instances",
+    "outbox_deliveries",
+    "api_idempotency_keys",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -41,6 +43,8 @@ MODEL_TABLES: dict[type[models.Row], str] = {
     models.Customer: "customers",
     models.OutboxMessage: "outbox",
     models.Instance: "instances",
+    models.OutboxDelivery: "outbox_deliveries",
+    models.IdempotencyKey: "api_idempotency_keys",
 }
 
 

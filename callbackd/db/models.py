@@ -165,6 +165,8 @@ class Customer(Row):
 
 
 class OutboxMessage(Row):
+    """An event (channel 'event', written by the triggers of migration 0009) or an SMS."""
+
     id: int
     channel: str
     topic: str
@@ -172,8 +174,32 @@ class OutboxMessage(Row):
     request_id: int | None
     payload: dict[str, Any]
     created_at: datetime
+    event_id: uuid.UUID
+    campaign_id: int | None
+    number: str | None
+    quiet_until: datetime | None
+    fanned_out_at: datetime | None
+
+
+class OutboxDelivery(Row):
+    """One message to one target (a webhook endpoint's name, or 'sms'), with its retries."""
+
+    outbox_id: int
+    target: str
+    created_at: datetime
     available_at: datetime
     tries: int
     last_error: str | None
+    last_status: int | None
     delivered_at: datetime | None
     given_up_at: datetime | None
+
+
+class IdempotencyKey(Row):
+    client: str
+    key: str
+    fingerprint: str
+    request_id: int | None
+    response_status: int | None
+    response_body: dict[str, Any] | None
+    created_at: datetime

@@ -1,6 +1,7 @@
 """A small async AMI driver that tests use to act on the lab PBX and watch what it does.
 
-Built on panoramisk 1.4's ``Manager`` but hardened against the pitfalls in
+Built on callbackd's own AMI wire protocol (:class:`callbackd.ami.protocol.AmiProtocol`, the
+framing and action encoding the daemon uses) so it avoids the panoramisk pitfalls in
 ``shared/notes/panoramisk-pitfalls.md`` that would make tests flaky or wrong:
 
 * the login is awaited under a deadline and a refused login raises (panoramisk: silent);
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-from panoramisk.ami_protocol import AMIProtocol
-from panoramisk.manager import Manager
 from panoramisk.message import Message
 
+from callbackd.ami.errors import AmiConnectionLost, AmiUnsafeValue
+from callbackd.ami.protocol import AmiProtocol
 from callbackd.lab.asterisk import AmiAccount, LabError
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ log = logging.getLogger(__name__)
 ActionValue = str | Sequence[str]
 """An action header's value; a sequence sends the header once per item (e.g. Variable)."""
 
-_SEPARATOR: Final = b"\r\n\r\n"
-_BANNER_PREFIX: Final = b"Asterisk Call Manager/"
-_MAX_MESSAGE_BYTES: Final = 1 << 20
 _SUCCESS_RESPONSES: Final = frozenset({"success", "follows", "goodbye"})
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _QUEUE_OPTIONS = re.compile(r"^[A-Za-z0-9()]{0,32}$")
@@ -185,85 +183,14 @@ class EventCollector:
         self.close()
 
 
-class _WholeMessageProtocol(AMIProtocol):  # type: ignore[misc]
-    """AMIProtocol that splits bytes into messages BEFORE decoding them (UTF-8 safe).
-
-    panoramisk decodes each TCP read on its own with errors ignored, which drops the
-    characters of a UTF-8 name cut in two; it also dies on a message with two Event
-    headers. Here each complete message is decoded and checked on its own.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(transport)
-        self._pending = bytearray()
-        self._banner_done = False
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        self._pending += data
-        if not self._banner_done:
-            end = self._pending.find(b"\r\n")
-            if end < 0:
-                return
-            banner = bytes(self._pending[:end])
-            if banner.startswith(_BANNER_PREFIX):
-                self.version = banner[len(_BANNER_PREFIX) :].decode("ascii", "replace")
-                del self._pending[: end + 2]
-            self._banner_done = True
-        while (end := self._pending.find(_SEPARATOR)) >= 0:
-            raw = bytes(self._pending[:end])
-            del self._pending[: end + len(_SEPARATOR)]
-            self._handle_raw(raw)
-        if len(self._pending) > _MAX_MESSAGE_BYTES:
-            log.error("AMI message larger than %d bytes; closing", _MAX_MESSAGE_BYTES)
-            self.transport.abort()
-
-    def _handle_raw(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").strip()
-        if not text:
-            return
-        try:
-            message = Message.from_line(text)
-            if message is None:
-                return
-            if any(isinstance(message.get(h), list) for h in ("Event", "Response", "ActionID")):
-                log.warning("dropping malformed AMI message with repeated headers: %r", text)
-                return
-            self.handle_message(message)
-        except Exception:
-            log.exception("dropping an AMI message that could not be handled: %r", text)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-
-class _OneShotManager(Manager):  # type: ignore[misc]
-    """panoramisk Manager that never reconnects: a lost lab link fails the test instead."""
-
-    def __init__(self, on_lost: Callable[[], None], **config: Any) -> None:
-        super().__init__(**config)
-        self._on_lost = on_lost
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._connected = False
-        pinger: Any = getattr(self, "pinger", None)
-        if pinger is not None:
-            pinger.cancel()
-            self.pinger = None
-        self._on_lost()
-
-
 class LabDriver:
     """An AMI session on the lab PBX; create with :meth:`connect`."""
 
     def __init__(self, account: AmiAccount) -> None:
         """Prefer :meth:`connect`; this only prepares the object."""
         self.account = account
-        self._manager: Any = None
-        self._protocol: Any = None
-        self._lost: asyncio.Future[None] | None = None
+        self._protocol: AmiProtocol | None = None
+        self._authenticated = False
         self._collectors: set[EventCollector] = set()
 
     @classmethod
@@ -275,29 +202,19 @@ class LabDriver:
 
     async def _open(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
-        self._lost = loop.create_future()
-        manager = _OneShotManager(
-            self._connection_lost,
-            host=self.account.host,
-            port=self.account.port,
-            loop=loop,
-            # Keep-alive pings are not useful on loopback for a short-lived test session.
-            ping_delay=3600,
-            ping_interval=3600,
-        )
-        manager.register_event("*", self._on_event)
-        self._manager = manager
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _WholeMessageProtocol, self.account.host, self.account.port
+                _transport, protocol = await loop.create_connection(
+                    lambda: AmiProtocol(
+                        on_event=self._on_event,
+                        on_malformed=_log_malformed,
+                        action_id_prefix=f"lab-{uuid.uuid4().hex[:8]}",
+                    ),
+                    self.account.host,
+                    self.account.port,
                 )
-                connected = loop.create_future()
-                connected.set_result((transport, protocol))
-                # No username in the Manager's config: it does not log in by itself; the
-                # explicit Login below is awaited and checked.
-                manager.connection_made(connected)
                 self._protocol = protocol
+                await protocol.banner_received
                 response = await self._send(
                     {
                         "Action": "Login",
@@ -307,7 +224,7 @@ class LabDriver:
                     },
                     timeout=timeout,
                 )
-        except OSError as exc:  # TimeoutError included
+        except (OSError, AmiConnectionLost) as exc:  # TimeoutError included
             await self.close()
             raise LabError(
                 f"cannot reach AMI at {self.account.host}:{self.account.port}: {exc!r}"
@@ -320,16 +237,13 @@ class LabDriver:
             raise LabError(
                 f"AMI login as {self.account.username} refused: {response[0].get('Message')}"
             )
-        manager.authenticated = True
+        self._authenticated = True
 
     @property
     def connected(self) -> bool:
         """Whether the AMI session is up and logged in."""
         return (
-            self._manager is not None
-            and bool(self._manager.authenticated)
-            and self._lost is not None
-            and not self._lost.done()
+            self._protocol is not None and self._authenticated and not self._protocol.closed.done()
         )
 
     async def action(self, action: Mapping[str, ActionValue], timeout: float = 5.0) -> AmiMessage:
@@ -422,17 +336,16 @@ class LabDriver:
 
     async def close(self, timeout: float = 2.0) -> None:
         """Close the session (idempotent) and wait until the socket is really closed."""
-        manager, self._manager = self._manager, None
         protocol, self._protocol = self._protocol, None
+        self._authenticated = False
         self._collectors.clear()
-        if manager is not None:
-            manager.close()
         if protocol is not None:
+            protocol.close()
             try:
                 async with asyncio.timeout(timeout):
-                    await protocol.lost
+                    await protocol.closed
             except TimeoutError:
-                protocol.transport.abort()
+                protocol.abort()
 
     async def __aenter__(self) -> Self:
         return self
@@ -452,32 +365,35 @@ class LabDriver:
         timeout: float,
         as_list: bool | None = None,
     ) -> list[AmiMessage]:
-        manager, lost = self._manager, self._lost
-        if manager is None or lost is None or lost.done():
+        protocol = self._protocol
+        if protocol is None or protocol.closed.done():
             raise LabError("the AMI session is closed")
-        headers: dict[str, str | list[str]] = {}
-        for key, value in action.items():
-            values = [value] if isinstance(value, str) else list(value)
-            for item in (key, *values):
-                if any(c in item for c in "\r\n\0"):
-                    raise LabError(f"AMI action {key} contains CR, LF or NUL: {item!r}")
-            headers[key] = value if isinstance(value, str) else values
-        future = manager.send_action(headers, as_list=as_list)
+        name = action.get("Action")
+        try:
+            pending = protocol.send(dict(action), as_list=as_list)
+        except AmiUnsafeValue as exc:
+            raise LabError(f"refusing AMI {action.get('Action')}: {exc}") from exc
+        except AmiConnectionLost as exc:
+            raise LabError("the AMI session is closed") from exc
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.wait({future, lost}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {pending.future, protocol.closed}, return_when=asyncio.FIRST_COMPLETED
+                )
         except TimeoutError:
-            future.cancel()
-            raise LabError(f"no answer to AMI {headers.get('Action')} within {timeout} s") from None
-        if not future.done():
-            future.cancel()
-            raise LabError(f"AMI connection lost while waiting for {headers.get('Action')}")
-        result = future.result()
+            protocol.forget(pending)
+            raise LabError(f"no answer to AMI {name} within {timeout} s") from None
+        if not pending.future.done():
+            raise LabError(f"AMI connection lost while waiting for {name}")
+        try:
+            result = pending.future.result()
+        except AmiConnectionLost as exc:
+            raise LabError(f"AMI connection lost while waiting for {name}") from exc
         messages = result if isinstance(result, list) else [result]
         return [AmiMessage.from_panoramisk(m) for m in messages]
 
-    def _on_event(self, _manager: Any, message: Any) -> None:
-        """The ONE panoramisk event callback: copy and hand out, never raise."""
+    def _on_event(self, message: Message) -> None:
+        """The ONE event callback: copy and hand out, never raise."""
         try:
             event = AmiMessage.from_panoramisk(message)
             for collector in tuple(self._collectors):
@@ -485,9 +401,9 @@ class LabDriver:
         except Exception:
             log.exception("could not record an AMI event")
 
-    def _connection_lost(self) -> None:
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
+
+def _log_malformed(raw: bytes) -> None:
+    log.warning("dropping a malformed AMI message: %r", raw[:200])
 
 
 def _b64(text: str) -> str:

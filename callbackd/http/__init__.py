@@ -1,0 +1,1 @@
+"""The HTTP API (CRM side) served inside the daemon; see :mod:`callbackd.http.server`."""
