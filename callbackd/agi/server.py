@@ -84,6 +84,8 @@ class FastAgiChannel:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self._hung_up = True
             raise AgiHangup(f"AGI connection closed: {exc!r}") from None
+        except asyncio.LimitOverrunError:
+            raise AgiProtocolError("AGI reply line larger than the read limit") from None
 
     async def _line(self) -> str:
         raw = await self._reader.readuntil(b"\n")
