@@ -201,6 +201,7 @@ async def main_async(
             ("base50", "no route, FastAGI 50/s", fast, 50.0, seconds, "none"),
             ("fast50", "inbound, FastAGI  50/s", fast, 50.0, seconds, "inbound"),
             ("fast500", "inbound, FastAGI 500/s", fast, 500.0, fast_high_seconds, "inbound"),
+            ("classic1", "inbound, classic   1/s", script, 1.0, classic_seconds, "inbound"),
             ("classic5", "inbound, classic   5/s", script, 5.0, classic_seconds, "inbound"),
             ("classic20", "inbound, classic  20/s", script, 20.0, classic_seconds / 2, "inbound"),
         ):
@@ -234,8 +235,8 @@ def main() -> None:
     parser.add_argument("--classic-seconds", type=float, default=4.0, help="classic phases")
     parser.add_argument(
         "--phases",
-        default="base50,fast50,fast500,classic5,classic20",
-        help="comma-separated subset of base50,fast50,fast500,classic5,classic20",
+        default="base50,fast50,fast500,classic1,classic5,classic20",
+        help="comma-separated subset of base50,fast50,fast500,classic1,classic5,classic20",
     )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
