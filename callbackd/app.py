@@ -18,6 +18,9 @@ import asyncpg
 import structlog
 
 from callbackd import dialplan_contract as contract
+from callbackd.agi.routes import BoardPresenceFactory, PoolDatabase, RouteDeps, build_routes
+from callbackd.agi.routes import campaigns_by_queue as agi_campaigns_by_queue
+from callbackd.agi.server import FastAgiServer
 from callbackd.ami.capture_events import CaptureEventHandler
 from callbackd.ami.link import AmiLink, AmiLinkConfig, UpHook
 from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler
@@ -34,6 +37,7 @@ from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
 from callbackd.services.client_first import ClientFirstDialer
 from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
+from callbackd.services.inbound import InboundService
 from callbackd.services.outbox import OutboxWorker
 from callbackd.services.queue_log import QueueLogReplayer
 from callbackd.services.reminders import ReminderCaller
@@ -89,6 +93,7 @@ class Application:
     client_first: ClientFirstDialer | None = None
     reminders: ReminderCaller | None = None
     caller_pays: CallerPaysCapture | None = None
+    agi_server: FastAgiServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         log = structlog.get_logger("callbackd.app")
@@ -245,6 +250,9 @@ class Application:
             self.api = self._build_api()
             self.supervisor.start("http-api", self.api.run)
             self.supervisor.start("idempotency-purge", self.api.run_purge)
+        if settings.agi.enabled:
+            self.agi_server = self._build_agi_server()
+            self.supervisor.start("agi-server", self.agi_server.run)
 
     def _build_api(self) -> ApiServer:
         """The HTTP API over the same pool, number policy and campaigns as the daemon."""
@@ -311,6 +319,30 @@ class Application:
             f"userevent:{contract.REMINDER_EVENT}": reminders.on_reminder_event,
         }
         return {"wake": wake, "routes": routes}
+
+    def _build_agi_server(self) -> FastAgiServer:
+        """The FastAGI server on the daemon's pool and live operator boards."""
+        agi = self.settings.agi
+        pbx = agi.pbx or self.settings.ami[0].name
+        deps = RouteDeps(
+            database=PoolDatabase(self.pool),
+            inbound=InboundService(
+                policy=number_policy(self.settings), pbx=pbx, sticky_days=agi.sticky_days
+            ),
+            agi=agi,
+            campaigns=agi_campaigns_by_queue(self.settings.campaigns),
+            presence=BoardPresenceFactory(self.boards, pbx),
+        )
+        return FastAgiServer(
+            build_routes(deps),
+            host=agi.listen_host,
+            port=agi.listen_port,
+            header_timeout=agi.header_timeout_seconds,
+            max_header_bytes=agi.max_header_bytes,
+            max_sessions=agi.max_sessions,
+            command_timeout=agi.command_timeout_seconds,
+            session_timeout=agi.session_timeout_seconds,
+        )
 
     async def _listen_for_due(self, wake: Callable[[], None]) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""

@@ -390,11 +390,92 @@ MODE_VARIABLES: Final = frozenset(
 """Variables only the dialer-mode contexts use (besides shared ones like the attempt id)."""
 
 
+# --------------------------------------------------------------------- AGI routes
+
+AGI_ADDRESS_VARIABLE: Final = "CALLBACKD_AGI"
+"""Set by the SITE (a [globals] entry, or on the channel): what the shipped contexts pass to
+``AGI()``: ``agi://127.0.0.1:4573`` for the daemon's FastAGI server, or the path of the
+classic ``callbackd-agi`` script. Unset or invalid: callbackd is not asked at all and the
+caller goes to the queue exactly as without callbackd."""
+AGI_ADDRESS_CHARACTERS: Final = (
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/:.-"
+)
+MAX_AGI_ADDRESS_LENGTH: Final = 128
+
+ROUTE_INBOUND: Final = "inbound"
+"""First AGI argument of the caller lookup; the second is the queue."""
+ROUTE_REQUEST: Final = "request"
+"""First AGI argument of the callback-request IVR; the second is the queue."""
+ROUTES: Final = frozenset({ROUTE_INBOUND, ROUTE_REQUEST})
+
+INBOUND_CONTEXT: Final = "callbackd-inbound"
+"""``Gosub(callbackd-inbound,s,1(<queue>[,<Queue() options>]))``: instead of
+:data:`QUEUE_CONTEXT` for callers who should be looked up first (sticky operator, VIP,
+priority), then queued."""
+REQUEST_CONTEXT: Final = "callbackd-request"
+"""``Goto(callbackd-request,s,1)`` (or the queue's exit key): the callback-request IVR for the
+caller's queue (:data:`VAR_QUEUE`); returns the caller to the queue when nothing was stored."""
+QUEUE_EXIT_CONTEXT: Final = "callbackd-queue-exit"
+"""queues.conf ``context=`` of a queue whose callers may press :data:`QUEUE_EXIT_KEY` to
+leave the queue for :data:`REQUEST_CONTEXT`."""
+QUEUE_EXIT_KEY: Final = "1"
+
+VAR_STICKY_MEMBER: Final = "CALLBACKD_STICKY_MEMBER"
+"""inbound: the queue-member interface of the operator who last talked with the caller
+(within the configured days), only when logged in and not paused; "" otherwise."""
+VAR_STICKY_RING: Final = "CALLBACKD_STICKY_RING"
+"""inbound: seconds the sticky operator (or VIP target) rings before the queue; 1-99."""
+DEFAULT_STICKY_RING: Final = 15
+VAR_CATEGORY: Final = "CALLBACKD_CATEGORY"
+"""inbound: the customer's category (1-32 of A-Z a-z 0-9 _ -), "" when unknown."""
+VAR_SKIP_QUEUE: Final = "CALLBACKD_SKIP_QUEUE"
+"""inbound: 1 for a VIP (customers.skip_queue): the VIP target (or sticky operator) rings
+first, then the queue at the top priority; 0 otherwise."""
+VAR_PENDING: Final = "CALLBACKD_PENDING"
+"""inbound: 1 when an open callback request for the caller exists, else 0."""
+VAR_VIP_TARGET: Final = "CALLBACKD_VIP_TARGET"
+"""Set by the SITE (optional): a dial string (e.g. ``PJSIP/desk``) VIP callers ring first."""
+INTERFACE_CHARACTERS: Final = (
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/@:.+-"
+)
+"""The only characters a sticky member or VIP target may hold (no ``&`` or ``,``)."""
+VAR_REQUEST_STATUS: Final = "CALLBACKD_REQUEST_STATUS"
+"""request: ``stored`` (the request is in the database, the caller heard the confirmation);
+anything else (``none`` by default, ``no_number``, ``no_campaign``) sends the caller back to
+the queue."""
+
+
+class RequestStatus(StrEnum):
+    NONE = "none"
+    STORED = "stored"
+    NO_NUMBER = "no_number"
+    NO_CAMPAIGN = "no_campaign"
+
+
+VAR_REQUEST_ID: Final = "CALLBACKD_REQUEST_ID"
+"""request: the stored request's id ("" until stored)."""
+
+INBOUND_VARIABLES: Final = frozenset(
+    {VAR_STICKY_MEMBER, VAR_STICKY_RING, VAR_CATEGORY, VAR_SKIP_QUEUE, VAR_PENDING}
+)
+"""What the ``inbound`` route sets (with :data:`VAR_PRIORITY`)."""
+AGI_VARIABLES: Final = frozenset(
+    {
+        AGI_ADDRESS_VARIABLE,
+        VAR_VIP_TARGET,
+        VAR_REQUEST_STATUS,
+        VAR_REQUEST_ID,
+        *INBOUND_VARIABLES,
+    }
+)
+AGI_CONTEXTS: Final = frozenset({INBOUND_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CONTEXT})
+
 CONTEXTS: Final = (
     frozenset(
         {QUEUE_CONTEXT, PROBE_CONTEXT, OPERATOR_CONTEXT, CLIENT_CONFIRM_CONTEXT, REPORT_CONTEXT}
     )
     | MODE_CONTEXTS
+    | AGI_CONTEXTS
 )
 """Every context the shipped dialplan defines."""
 
@@ -404,6 +485,7 @@ EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT}) | MODE_EVE
 VARIABLES: Final = (
     frozenset({VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN, *CALLBACK_VARIABLES, *DIALPLAN_VARIABLES})
     | MODE_VARIABLES
+    | AGI_VARIABLES
 )
 """Every ``CALLBACKD_*`` channel variable the shipped dialplan sets or reads."""
 

@@ -250,6 +250,9 @@ class AmiEndpoint(_Model):
 # --------------------------------------------------------------------------- AGI
 
 
+_AGI_SOUNDS = r"^[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*$"
+
+
 class AgiSettings(_Model):
     """FastAGI server the dialplan calls into (``AGI(agi://host:port/...)``)."""
 
@@ -268,6 +271,75 @@ class AgiSettings(_Model):
         ge=1024,
         le=1048576,
         description="Largest accepted agi_* environment block in bytes (guards memory).",
+    )
+    # -- server limits and routes (FastAGI and classic AGI share the route settings)
+    enabled: bool = Field(
+        default=True, description="Run the FastAGI server inside the daemon (callbackd run)."
+    )
+    max_sessions: int = Field(
+        default=200, ge=1, le=10000, description="FastAGI calls served at once; more are refused."
+    )
+    command_timeout_seconds: Seconds = Field(
+        default=5.0, description="Seconds Asterisk gets to answer one AGI command."
+    )
+    session_timeout_seconds: Seconds = Field(
+        default=300.0, description="Longest one AGI call (a whole IVR dialogue) may take."
+    )
+    pbx: str = Field(
+        default="",
+        description="AMI endpoint whose operator board and interactions the routes use. "
+        "Empty: the first [[ami]] endpoint.",
+    )
+    sticky_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="inbound: a caller's last operator within this many days rings first "
+        "(0: never).",
+    )
+    sticky_ring_seconds: int = Field(
+        default=15, ge=1, le=99, description="inbound: seconds the sticky operator rings."
+    )
+    ivr_attempts: int = Field(
+        default=3, ge=1, le=9, description="request: prompts per question before the default."
+    )
+    ivr_digit_timeout_seconds: int = Field(
+        default=6, ge=1, le=60, description="request: seconds to wait for the caller's keys."
+    )
+    ivr_ask_time: bool = Field(
+        default=True, description="request: ask for a preferred callback time."
+    )
+    ivr_read_back: bool = Field(
+        default=True,
+        description="request: say the caller's number before asking to confirm it, and the "
+        "chosen time after it was keyed in.",
+    )
+    ivr_max_minutes: int = Field(
+        default=1440, ge=1, le=9999, description='request: largest "in N minutes" accepted.'
+    )
+    prompt_number: str = Field(
+        default="telephone-number",
+        pattern=_AGI_SOUNDS,
+        description="request: played before the caller's number is said.",
+    )
+    prompt_confirm_number: str = Field(
+        default="if-correct-press&digits/1",
+        pattern=_AGI_SOUNDS,
+        description="request: asks for 1 (confirm) or another number followed by #.",
+    )
+    prompt_time: str = Field(
+        default="beep",
+        pattern=_AGI_SOUNDS,
+        description="request: asks for the time: 0 soonest, 1+HHMM today, 2+HHMM tomorrow, "
+        "3+N in N minutes, then #. Record your own; the default is a beep.",
+    )
+    prompt_invalid: str = Field(
+        default="please-try-again", pattern=_AGI_SOUNDS, description="request: invalid keys."
+    )
+    prompt_done: str = Field(
+        default="auth-thankyou",
+        pattern=_AGI_SOUNDS,
+        description="request: played once the request is stored.",
     )
 
 

@@ -146,7 +146,7 @@ def test_nothing_is_dialled_before_every_input_passed_its_check():
         for variable in (contract.VAR_DIAL_PREFIX, contract.VAR_NUMBER, contract.VAR_DIAL_SUFFIX)
     )
     dial = f"Dial({dial_string},"
-    assert CODE.count("Dial(") == 1
+    assert CODE.count(dial) == 1
     assert context.count(dial) == 1
     checks = [
         f"REPLACE({contract.VAR_ATTEMPT_ID},{contract.ATTEMPT_ID_CHARACTERS})",
@@ -196,3 +196,69 @@ def test_callback_and_dialplan_variables_are_disjoint_and_documented():
     )
     callbacks = callbackd_sets.split("; Channel variables of a callback", 1)[1]
     assert set(_VARIABLE.findall(callbacks)) == set(contract.CALLBACK_VARIABLES)
+
+
+# --------------------------------------------------------------------- AGI routes
+
+
+def test_every_agi_call_uses_the_site_address_and_a_known_route():
+    calls = re.findall(r"AGI\(\$\{([A-Z_]+)\},([a-z]+),", CODE)
+    assert calls
+    assert {variable for variable, _ in calls} == {dialplan_contract.AGI_ADDRESS_VARIABLE}
+    assert {route for _, route in calls} == set(dialplan_contract.ROUTES)
+    assert CODE.count("AGI(") == len(calls)
+
+
+@pytest.mark.parametrize(
+    ("context", "route"),
+    [
+        (dialplan_contract.INBOUND_CONTEXT, dialplan_contract.ROUTE_INBOUND),
+        (dialplan_contract.REQUEST_CONTEXT, dialplan_contract.ROUTE_REQUEST),
+    ],
+)
+def test_defaults_before_and_a_fallback_after_every_agi_call(context: str, route: str):
+    code = _context(context)
+    agi = code.index(f",{route},")
+    check = f"REPLACE({dialplan_contract.AGI_ADDRESS_VARIABLE},"
+    check += f"{dialplan_contract.AGI_ADDRESS_CHARACTERS})"
+    assert check in code[:agi]
+    after = code[agi:].splitlines()[1]
+    assert '"${AGISTATUS}"' in after
+    assert "SUCCESS" in after
+
+
+def test_inbound_defaults_cover_every_variable_the_route_sets():
+    code = _context(dialplan_contract.INBOUND_CONTEXT)
+    defaults = code.split("exten => defaults,", 1)[1]
+    for variable in (*dialplan_contract.INBOUND_VARIABLES, dialplan_contract.VAR_PRIORITY):
+        assert f"Set({variable}=" in defaults, variable
+    assert f"Set({dialplan_contract.VAR_STICKY_RING}={dialplan_contract.DEFAULT_STICKY_RING})" in (
+        defaults
+    )
+    # Defaults first, and again when the AGI call failed.
+    assert code.count("Gosub(callbackd-inbound,defaults,1)") == 2
+    # Every value the route set is counted (LEN/REPLACE) before Dial or Queue uses it.
+    first_dial = code.index("Dial(")
+    for variable in (
+        dialplan_contract.VAR_STICKY_MEMBER,
+        dialplan_contract.VAR_VIP_TARGET,
+        dialplan_contract.VAR_STICKY_RING,
+        dialplan_contract.VAR_PRIORITY,
+    ):
+        assert code.index(f"REPLACE({variable},") < first_dial, variable
+    assert "Set(QUEUE_PRIO=${CALLBACKD_PRIORITY})" in code
+
+
+def test_queue_exit_key_leads_to_the_request_ivr():
+    code = _context(dialplan_contract.QUEUE_EXIT_CONTEXT)
+    exit_key = dialplan_contract.QUEUE_EXIT_KEY
+    assert f"exten => {exit_key},1,Goto({dialplan_contract.REQUEST_CONTEXT},s,1)" in code
+    sample = SHIPPED.parent / "queues.d" / "callbackd.conf"
+    assert f"context = {dialplan_contract.QUEUE_EXIT_CONTEXT}" in sample.read_text()
+
+
+def test_request_status_values_are_the_documented_ones():
+    code = _context(dialplan_contract.REQUEST_CONTEXT)
+    assert f'"${{{dialplan_contract.VAR_REQUEST_STATUS}}}" = "stored"' in code
+    for status in dialplan_contract.RequestStatus:
+        assert status.value in HEADER, status

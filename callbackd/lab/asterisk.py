@@ -66,6 +66,10 @@ LAB_CONTEXTS: Final = (
     "lab-client-modes",
     "lab-did",
     "lab-landing",
+    "lab-inbound-callers",
+    "lab-request-callers",
+    "lab-offer-callers",
+    "lab-bench-agi",
 )
 """The lab dialplan's own contexts (pbx/extensions.conf)."""
 

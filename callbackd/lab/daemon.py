@@ -51,15 +51,24 @@ def lab_settings(
         if campaigns is not None
         else {"sales": {"queue": "lab-sales", "min_hold_seconds": 2}},
         logging={"format": "json", "mask_numbers": False},
-        **{"daemon": {"shutdown_grace_seconds": 5}, **overrides},
+        # No FastAGI server unless a test asks for one (agi={...}): lab daemons run side
+        # by side and would all want port 4573.
+        **{"daemon": {"shutdown_grace_seconds": 5}, "agi": {"enabled": False}, **overrides},
     )
 
 
 def lab_config_toml(
-    dsn: str, account: AmiAccount, *, rest: str = "", log_level: str = "info"
+    dsn: str,
+    account: AmiAccount,
+    *,
+    rest: str = "",
+    log_level: str = "info",
+    agi_port: int | None = None,
 ) -> str:
     """A TOML config for ``callbackd run`` as its own process on the lab (database, the lab
-    PBX as endpoint "lab", region RU, JSON logs), followed by the caller's own tables."""
+    PBX as endpoint "lab", region RU, JSON logs), followed by the caller's own tables.
+
+    The FastAGI server is off unless *agi_port* is given (lab daemons run side by side)."""
     base = f"""
 [database]
 dsn = "{dsn}"
@@ -74,6 +83,9 @@ default_region = "RU"
 [logging]
 format = "json"
 level = "{log_level}"
+[agi]
+enabled = {"true" if agi_port else "false"}
+listen_port = {agi_port or 4573}
 """
     return base + rest
 

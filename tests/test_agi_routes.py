@@ -1,0 +1,127 @@
+"""The request route's dialogue against a scripted caller and the real Postgres: another
+number keyed in, bad keys asked again a bounded number of times, the safe defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from callbackd.agi.routes import RouteDeps, SingleConnection, request_route
+from callbackd.agi.session import AgiCall
+from callbackd.domain.numbers import NumberPolicy
+from callbackd.services.inbound import InboundService, Presence
+from callbackd.settings import AgiSettings, Campaign
+from tests.agi_lab import crm_campaign
+
+CALLER = "79161234567"
+
+
+class ScriptedCaller:
+    """An AgiChannel whose caller answers each GET DATA with the next keys."""
+
+    def __init__(self, keys: list[str], caller: str = CALLER) -> None:
+        self._keys = list(keys)
+        self.env: Mapping[str, str] = {
+            "agi_channel": "Local/x;2",
+            "agi_callerid": caller,
+            "agi_uniqueid": "1.2",
+            "agi_arg_1": "request",
+            "agi_arg_2": "lab-sales",
+        }
+        self.hung_up = False
+        self.commands: list[str] = []
+
+    async def exchange(self, command: str, timeout: float) -> tuple[str, list[str]]:
+        self.commands.append(command)
+        if command.startswith("GET DATA"):
+            keys = self._keys.pop(0) if self._keys else ""
+            return f"200 result={keys}{' (timeout)' if not keys else ''}", []
+        if command.startswith("STREAM FILE") or command.startswith("SAY"):
+            return "200 result=0 endpos=100", []
+        if command.startswith("ANSWER"):
+            return "200 result=0", []
+        return "200 result=1", []
+
+    def variable(self, name: str) -> str | None:
+        prefix = f"SET VARIABLE {name} "
+        found = [c[len(prefix) :].strip('"') for c in self.commands if c.startswith(prefix)]
+        return found[-1] if found else None
+
+
+class _NoPresence:
+    async def available(self, queue: str, interface: str) -> bool:
+        return False
+
+
+async def _run(db: Any, caller: ScriptedCaller, **agi: Any) -> None:
+    await db.execute(
+        "INSERT INTO campaigns (name, pbx, queue, mode) VALUES ('sales', 'lab', 'lab-sales', "
+        "'crm_task') ON CONFLICT DO NOTHING"
+    )
+    campaign = Campaign.model_validate(crm_campaign())
+    settings = AgiSettings.model_validate({"ivr_read_back": False, "prompt_invalid": "beep", **agi})
+
+    def presence(_call: AgiCall) -> Presence:
+        return _NoPresence()
+
+    deps = RouteDeps(
+        database=SingleConnection(db),
+        inbound=InboundService(policy=NumberPolicy.build("RU"), pbx="lab", sticky_days=30),
+        agi=settings,
+        campaigns={"lab-sales": ("sales", campaign)},
+        presence=presence,
+    )
+    await request_route(AgiCall(caller), deps)
+
+
+async def _requests(db: Any) -> list[Any]:
+    rows: list[Any] = await db.fetch("SELECT * FROM callback_requests ORDER BY id")
+    return rows
+
+
+async def test_another_number_keyed_in_and_confirmed(db: Any) -> None:
+    caller = ScriptedCaller(["79031112233", "1", "0"])
+    await _run(db, caller)
+    [row] = await _requests(db)
+    assert row["number"] == "+79031112233"
+    assert caller.variable("CALLBACKD_REQUEST_STATUS") == "stored"
+    assert caller.variable("CALLBACKD_REQUEST_ID") == str(row["id"])
+
+
+async def test_no_keys_at_all_gives_the_safe_defaults_after_bounded_prompts(db: Any) -> None:
+    caller = ScriptedCaller([])
+    before = datetime.now(UTC)
+    await _run(db, caller, ivr_attempts=2)
+    [row] = await _requests(db)
+    # The caller's own number (they asked for the callback), as soon as possible.
+    assert row["number"] == f"+{CALLER}"
+    assert row["preferred_at"] is None
+    assert row["due_at"] >= before
+    asked = [c for c in caller.commands if c.startswith("GET DATA")]
+    assert len(asked) == 4  # 2 for the number, 2 for the time: bounded
+    assert sum(c == 'STREAM FILE beep ""' for c in caller.commands) >= 4
+
+
+async def test_withheld_caller_without_keys_stores_nothing(db: Any) -> None:
+    caller = ScriptedCaller(["12", "", "*"], caller="anonymous")
+    await _run(db, caller)
+    assert await _requests(db) == []
+    assert caller.variable("CALLBACKD_REQUEST_STATUS") == "no_number"
+
+
+async def test_a_second_request_re_times_the_open_one(db: Any) -> None:
+    await _run(db, ScriptedCaller(["1", "0"]))
+    await _run(db, ScriptedCaller(["1", "360"]))
+    [row] = await _requests(db)
+    assert row["preferred_at"] is not None
+    assert row["due_at"] == row["preferred_at"]
+
+
+async def test_unknown_queue_writes_nothing(db: Any) -> None:
+    caller = ScriptedCaller(["1"])
+    caller.env = {**caller.env, "agi_arg_2": "no-such-queue"}
+    await _run(db, caller)
+    assert await _requests(db) == []
+    assert caller.variable("CALLBACKD_REQUEST_STATUS") == "no_campaign"
+    assert not any(c.startswith("GET DATA") for c in caller.commands)
