@@ -71,13 +71,21 @@ def fresh_number() -> str:
 
 
 async def add_request(db: Any, number: str, *, campaign_name: str = "sales") -> int:
-    """A pending request as capture would store it (the campaign row exists once synced)."""
+    """A pending request as capture would store it, once the daemon has synced the campaign
+    row (a daemon started as a subprocess may still be importing)."""
+
+    async def campaign_synced() -> bool:
+        found = await db.fetchval("SELECT 1 FROM campaigns WHERE name = $1", campaign_name)
+        return found is not None
+
+    await wait_until(campaign_synced, timeout=30, what=f"campaign {campaign_name} synced")
     request_id: int = await db.fetchval(
         "INSERT INTO callback_requests (campaign_id, number, source, first_joined_at) "
         "SELECT id, $2, 'abandon', now() FROM campaigns WHERE name = $1 RETURNING id",
         campaign_name,
         f"+{number}",
     )
+    assert request_id is not None
     return request_id
 
 
