@@ -27,7 +27,8 @@ from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler
 from callbackd.ami.router import EventRouter
 from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
-from callbackd.db.pool import connect, create_pool
+from callbackd.db.notify import listen_for_wakeups
+from callbackd.db.pool import create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
 from callbackd.http.server import ApiServer
@@ -347,19 +348,13 @@ class Application:
     async def _listen_for_due(self, wake: Callable[[], None]) -> None:
         """LISTEN for due requests: only a faster wake-up, the dialer polls regardless."""
         db = self.settings.database
-        while True:
-            try:
-                conn = await connect(db.dsn.get_secret_value(), timeout=db.connect_timeout_seconds)
-            except (*DATABASE_DOWN, asyncpg.PostgresError):
-                await asyncio.sleep(5)
-                continue
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            await conn.add_listener(DUE_CHANNEL, lambda *_args: wake())
-            try:
-                await lost.wait()
-            finally:
-                conn.terminate()
+        await listen_for_wakeups(
+            db.dsn.get_secret_value(),
+            DUE_CHANNEL,
+            wake,
+            connect_timeout=db.connect_timeout_seconds,
+            unreachable=DATABASE_DOWN,
+        )
 
     async def _wait_for_database(self, stop: asyncio.Event) -> Any:
         db = self.settings.database

@@ -28,11 +28,10 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import structlog
 
 from callbackd.ami.link import AmiLink
-from callbackd.db.pool import connect
+from callbackd.db.notify import listen_for_wakeups
 from callbackd.db.sql import load_queries
 from callbackd.domain.delivery import BackoffPolicy, render, sms_due, topic_matches
 from callbackd.outbound.guard import guarded_session
@@ -166,19 +165,13 @@ class OutboxWorker:
     async def _listen(self) -> None:
         """LISTEN for new events: only a faster wake-up, the loop polls regardless."""
         db = self._settings.database
-        while True:
-            try:
-                conn = await connect(db.dsn.get_secret_value(), timeout=db.connect_timeout_seconds)
-            except (*DATABASE_DOWN, asyncpg.PostgresError):
-                await asyncio.sleep(5)
-                continue
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            try:
-                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: self._wake.set())
-                await lost.wait()
-            finally:
-                conn.terminate()
+        await listen_for_wakeups(
+            db.dsn.get_secret_value(),
+            OUTBOX_CHANNEL,
+            self._wake.set,
+            connect_timeout=db.connect_timeout_seconds,
+            unreachable=DATABASE_DOWN,
+        )
 
     # -- fan-out -----------------------------------------------------------------------------
     async def fan_out_once(self) -> int:
