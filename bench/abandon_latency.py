@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
-from callbackd.lab.daemon import lab_config_toml
+from callbackd.lab.daemon import lab_config_toml, spawn_daemon, stop_daemon
 from callbackd.lab.postgres import LabPostgres
 
 BENCH_TRIGGER = """
@@ -174,13 +172,7 @@ async def main_async(seconds: float, rate: float, background: float) -> None:
         await conn.close()
         config = workdir / "callbackd.toml"
         config.write_text(_config(dsn, pbx.ami_callbackd))
-        log = (workdir / "callbackd.log").open("wb")
-        daemon = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")},
-        )
+        daemon = spawn_daemon(config, workdir / "callbackd.log")
         notified: dict[str, float] = {}
         listener = await connect(dsn)
         await listener.add_listener(
@@ -214,9 +206,7 @@ async def main_async(seconds: float, rate: float, background: float) -> None:
     finally:
         if listener is not None:
             await listener.close()
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+        stop_daemon(daemon, timeout=30)
         await asyncio.to_thread(pbx.stop)
         await asyncio.to_thread(postgres.destroy)
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,7 +30,7 @@ from callbackd.db.migrations import apply_migrations, default_migrations_dir, di
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import LabAsterisk
 from callbackd.lab.classic_agi import install_classic_agi
-from callbackd.lab.daemon import lab_config_toml
+from callbackd.lab.daemon import lab_config_toml, spawn_daemon, stop_daemon
 from callbackd.lab.driver import AmiMessage, LabDriver
 from callbackd.lab.postgres import LabPostgres, free_port
 
@@ -180,13 +178,7 @@ async def main_async(
         config_text = _config(dsn, pbx, agi_port)
         config = workdir / "callbackd.toml"
         config.write_text(config_text)
-        log = (workdir / "callbackd.log").open("wb")
-        daemon = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")},
-        )
+        daemon = spawn_daemon(config, workdir / "callbackd.log")
         script = await asyncio.to_thread(install_classic_agi, pbx, config_text)
         await asyncio.sleep(3)  # the daemon connects, loads the operator board, listens
         if daemon.poll() is not None:
@@ -221,9 +213,7 @@ async def main_async(
     finally:
         if driver is not None:
             await driver.close()
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+        stop_daemon(daemon, timeout=30)
         await asyncio.to_thread(pbx.stop)
         await asyncio.to_thread(postgres.destroy)
 

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
-from callbackd.lab.daemon import lab_config_toml
+from callbackd.lab.daemon import lab_config_toml, spawn_daemon, stop_daemon
 from callbackd.lab.postgres import LabPostgres
 
 REQUESTS = """
@@ -105,13 +104,7 @@ async def main_async(
         members = len(pbx.queue_members("lab-sales"))
         config = workdir / "callbackd.toml"
         config.write_text(_config(dsn, pbx.ami_callbackd, per_minute))
-        log = (workdir / "callbackd.log").open("wb")
-        daemon = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")},
-        )
+        daemon = spawn_daemon(config, workdir / "callbackd.log")
         for _ in range(100):  # the daemon has synced its campaign
             if await db.fetchval("SELECT count(*) FROM campaigns WHERE name = 'sales'"):
                 break
@@ -163,9 +156,7 @@ async def main_async(
     finally:
         if db is not None:
             await db.close()
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+        stop_daemon(daemon, timeout=60)
         await asyncio.to_thread(pbx.stop)
         await asyncio.to_thread(postgres.destroy)
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import secrets
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callbackd.lab.asterisk import LabAsterisk
-from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
+from callbackd.lab.daemon import (
+    lab_config_toml,
+    lab_settings,
+    running_daemon,
+    spawn_daemon,
+    stop_daemon,
+    wait_until,
+)
 from callbackd.lab.driver import LabDriver
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
@@ -399,14 +403,7 @@ end = "20:00"
 """,
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
-    log_one = (tmp_path / "one.log").open("wb")
-    first = subprocess.Popen(  # noqa: ASYNC220 - the daemon under test, started once
-        [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-        stdout=log_one,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    first = spawn_daemon(config, tmp_path / "one.log")
     second = None
     try:
         await asyncio.sleep(1.5)
@@ -421,22 +418,14 @@ end = "20:00"
         first.wait(timeout=10)
         await asyncio.sleep(1)
         assert pbx.active_channels() > 0  # the call goes on without callbackd
-        log_two = (tmp_path / "two.log").open("wb")
-        second = subprocess.Popen(  # noqa: ASYNC220 - the restarted daemon
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=log_two,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        second = spawn_daemon(config, tmp_path / "two.log")
         await asyncio.sleep(3)  # it adopts the attempt and finds the call still up
         assert len(await attempts_of(db, request_id)) == 1
         await asyncio.to_thread(pbx.wait_for_no_channels, 10.0)  # the call ends (hung up)
         row = await wait_status(db, request_id, "completed", timeout=20)
     finally:
         for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+            stop_daemon(process)
     [attempt] = await attempts_of(db, request_id)
     assert attempt["outcome"] == "completed"
     assert attempt["claimed_by"] == "survivor"

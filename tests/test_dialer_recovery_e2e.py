@@ -5,19 +5,20 @@ live call finish within the grace period, or leaves it to the next start. Real d
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
-from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
+from callbackd.lab.daemon import (
+    daemon_process,
+    lab_config_toml,
+    lab_settings,
+    running_daemon,
+    wait_until,
+)
 from callbackd.lab.driver import LabDriver
 from tests.test_dialer_e2e import (
     add_request,
@@ -58,26 +59,6 @@ start = "08:00"
 end = "20:00"
 """,
     )
-
-
-@contextmanager
-def daemon_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``callbackd run`` as its own process (this checkout's code); stopped on the way out."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
 
 
 async def registered(db: Any, instance: str) -> None:

@@ -8,17 +8,21 @@ calls with the right count, "call now" to the assigned or a given operator).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callbackd.lab.asterisk import LabAsterisk
-from callbackd.lab.daemon import lab_config_toml, lab_settings, running_daemon, wait_until
+from callbackd.lab.daemon import (
+    lab_config_toml,
+    lab_settings,
+    running_daemon,
+    spawn_daemon,
+    stop_daemon,
+    wait_until,
+)
 from callbackd.lab.driver import LabDriver
 from callbackd.services.call_now import assign, request_call_now
 from tests.test_dialer_e2e import (
@@ -307,18 +311,9 @@ end = "20:00"
 """,
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
-    command = [sys.executable, "-m", "callbackd", "run", "--config", str(config)]
-    first = subprocess.Popen(  # noqa: ASYNC220 - the daemon under test
-        command, stdout=(tmp_path / "one.log").open("wb"), stderr=subprocess.STDOUT, env=env
-    )
+    first = spawn_daemon(config, tmp_path / "one.log")
     second = None
     try:
-        # The request can only be added once the daemon has synced the campaign row.
-        async def synced() -> bool:
-            return bool(await db.fetchval("SELECT count(*) FROM campaigns"))
-
-        await wait_until(synced, timeout=20, what="the daemon synced its campaign")
         request_id = await add_request(db, number, campaign_name="hotline")
 
         async def answered() -> bool:
@@ -328,15 +323,11 @@ end = "20:00"
         await wait_until(answered, timeout=15, what="the client answered")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        second = subprocess.Popen(  # noqa: ASYNC220 - the restarted daemon
-            command, stdout=(tmp_path / "two.log").open("wb"), stderr=subprocess.STDOUT, env=env
-        )
+        second = spawn_daemon(config, tmp_path / "two.log")
         row = await wait_status(db, request_id, "completed", timeout=20)
     finally:
         for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+            stop_daemon(process)
     [attempt] = await attempts_of(db, request_id)
     assert attempt["outcome"] == "completed"
     assert attempt["stage"] == "queued"

@@ -6,8 +6,12 @@ Used by the end-to-end tests, the demo and the benchmarks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from callbackd.app import Application
@@ -127,3 +131,48 @@ async def wait_until(
         if loop.time() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for: {what}")
         await asyncio.sleep(0.02)
+
+
+CHECKOUT: Path = Path(__file__).resolve().parents[2]
+"""The directory holding the ``callbackd`` package these lab helpers belong to."""
+
+
+def spawn_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``callbackd run --config <config>`` as its own process, output to ``log``.
+
+    It runs THIS checkout's code (PYTHONPATH) with no ``CALLBACKD_*`` variables inherited, so
+    only the config file counts. The caller owns the process: stop or kill it.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHECKOUT), env.get("PYTHONPATH", "")) if p)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def stop_daemon(process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    """SIGTERM a daemon still running and wait for it (SIGKILL after ``timeout``)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def daemon_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`spawn_daemon`, killed on the way out if it still runs (tests that crash it)."""
+    process = spawn_daemon(config, log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
