@@ -23,7 +23,6 @@ import asyncpg
 from panoramisk.message import Message
 
 from callbackd import dialplan_contract as contract
-from callbackd.ami.errors import AmiActionFailed, AmiConnectionLost, AmiNotConnected, AmiTimeout
 from callbackd.ami.link import AmiLink
 from callbackd.db.models import Attempt, AttemptOutcome, CallbackRequest
 from callbackd.domain.modes import (
@@ -183,24 +182,14 @@ class ClientFirstDialer(Dialer):
             headers["CallerID"] = settings.caller_id
         return headers
 
-    async def _originate_and_follow(
-        self, call: _Call, link: AmiLink, headers: dict[str, Any], log: Any
-    ) -> tuple[AttemptOutcome, CallReport | None]:
-        ring = call.campaign.settings.client_ring_seconds
-        try:
-            result = await link.action(headers, timeout=ring + 15)
-        except AmiActionFailed as err:
-            log.warning("originate refused by Asterisk", reason=err.message)
-            return AttemptOutcome.FAILED, None
-        except (AmiNotConnected, AmiConnectionLost, AmiTimeout) as err:
-            log.warning("originate outcome unknown; reconciling", error=str(err))
-            return await self._follow_existing(call, link, log)
-        self.stats.originated += 1
-        response = result[-1] if isinstance(result, list) else result
-        if str(response.get("response", "")).lower() != "success":
-            reason = int(str(response.get("reason", "0")) or 0)
-            return outcome_of_client_originate_failure(reason), None
-        return await self._await_report(call, link, log)
+    def _ring_seconds(self, call: _Call) -> int:
+        return call.campaign.settings.client_ring_seconds
+
+    def _outcome_of_failed_originate(self, reason: int) -> AttemptOutcome:
+        return outcome_of_client_originate_failure(reason)
+
+    async def _on_answered(self, call: _Call) -> None:
+        """The client answered: the dialplan reports the stages from here on."""
 
     async def _await_report(
         self, call: _Call, link: AmiLink, log: Any

@@ -440,7 +440,7 @@ class Dialer:
     async def _originate_and_follow(
         self, call: _Call, link: AmiLink, headers: dict[str, Any], log: Any
     ) -> tuple[AttemptOutcome, CallReport | None]:
-        ring = call.campaign.settings.operator_ring_seconds
+        ring = self._ring_seconds(call)
         try:
             result = await link.action(headers, timeout=ring + 15)
         except AmiActionFailed as err:
@@ -455,11 +455,24 @@ class Dialer:
         response = result[-1] if isinstance(result, list) else result
         if str(response.get("response", "")).lower() != "success":
             reason = int(str(response.get("reason", "0")) or 0)
-            return outcome_of_originate_failure(reason), None
+            return self._outcome_of_failed_originate(reason), None
+        await self._on_answered(call)
+        return await self._await_report(call, link, log)
+
+    # The three places where the client-first dialer's call differs (it rings the client).
+    def _ring_seconds(self, call: _Call) -> int:
+        """How long the originated leg rings (the Originate's own timeout)."""
+        return call.campaign.settings.operator_ring_seconds
+
+    def _outcome_of_failed_originate(self, reason: int) -> AttemptOutcome:
+        """OriginateResponse Failure Reason -> outcome: here the operator did not answer."""
+        return outcome_of_originate_failure(reason)
+
+    async def _on_answered(self, call: _Call) -> None:
+        """The originated leg answered: the operator is now on the line."""
         await self._pool.execute(
             self._queries["set_attempt_state"], call.attempt.id, "operator_answered", None
         )
-        return await self._await_report(call, link, log)
 
     async def _await_report(
         self, call: _Call, link: AmiLink, log: Any
