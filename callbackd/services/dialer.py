@@ -345,6 +345,8 @@ class Dialer:
             client_attempts=request.client_attempts,
         )
         self._track(attempt.id, self._place_call(call, link, board))
+        # Let the call's task send its Originate now, before this loop looks further.
+        await asyncio.sleep(0)
         return True
 
     async def _claim_for_operator(
