@@ -23,7 +23,7 @@ from callbackd.agi.routes import campaigns_by_queue as agi_campaigns_by_queue
 from callbackd.agi.server import FastAgiServer
 from callbackd.ami.capture_events import CaptureEventHandler
 from callbackd.ami.link import AmiLink, AmiLinkConfig, UpHook
-from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler
+from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler, abandon_handler
 from callbackd.ami.router import EventRouter
 from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
@@ -202,7 +202,8 @@ class Application:
         queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {
-                "QueueCallerAbandon": capture_handler,
+                # the board counts the caller out first: the dialer sees the slot at once
+                "QueueCallerAbandon": abandon_handler(queue_handler, capture_handler),
                 "AgentConnect": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
                 **dict.fromkeys(QUEUE_EVENTS, queue_handler),

@@ -483,3 +483,28 @@ def test_a_snapshot_replaces_the_join_times() -> None:
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)
     board.replace_queue(Q, [member()], 0)  # a snapshot without entries keeps what is known
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)
+
+
+def test_an_abandoning_caller_is_counted_out_once_at_the_abandon() -> None:
+    board = OperatorBoard()
+    for caller in ("c1", "c2", "c3"):
+        board.caller_joined(Q, caller, NOW)
+    board.caller_abandoned(Q, "c1")
+    assert board.callers_waiting(Q) == 2  # at once, before c1's QueueCallerLeave
+    board.caller_abandoned(Q, "c1")  # the same abandon seen twice
+    assert board.callers_waiting(Q) == 2
+    board.caller_left(Q, "c1")  # its leave: already counted
+    assert board.callers_waiting(Q) == 2
+    board.caller_left(Q, "c1")  # a second leave of the same id counts (ids are not kept)
+    assert board.callers_waiting(Q) == 1
+    board.caller_left(Q, "c2")
+    assert board.callers_waiting(Q) == 0
+
+
+def test_a_resync_forgets_abandons_whose_leave_never_came() -> None:
+    board = OperatorBoard()
+    board.caller_joined(Q, "c1", NOW)
+    board.caller_abandoned(Q, "c1")
+    board.replace_queue(Q, [], 1, {"c1": NOW})  # c1 again, e.g. a new call with that id
+    board.caller_left(Q, "c1")
+    assert board.callers_waiting(Q) == 0

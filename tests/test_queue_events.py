@@ -7,7 +7,7 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from callbackd.ami.queue_events import QueueEventHandler
+from callbackd.ami.queue_events import QueueEventHandler, abandon_handler
 from callbackd.domain.operators import OperatorBoard
 
 
@@ -60,3 +60,23 @@ async def test_resync_takes_join_times_from_queue_entries() -> None:
     assert joined is not None
     assert 119 <= (before - joined).total_seconds() <= 121
     assert board.callers_waiting("sales") == 1
+
+
+async def test_an_abandon_counts_the_caller_out_before_capture_runs() -> None:
+    board = OperatorBoard()
+    woken: list[int] = []
+    seen_by_capture: list[int] = []
+    handler = QueueEventHandler({"pbx": board}, lambda: woken.append(1))
+
+    async def capture(_link: Any, _message: Message) -> None:
+        seen_by_capture.append(board.callers_waiting("sales"))
+
+    on_abandon = abandon_handler(handler, capture)
+    link: Any = _Link()
+    await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u1"))
+    await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u2"))
+    await on_abandon(link, event(Event="QueueCallerAbandon", Queue="sales", Uniqueid="u1"))
+    assert seen_by_capture == [1]
+    assert len(woken) == 2  # the abandon itself wakes nobody: capture does, once stored
+    await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u1"))
+    assert board.callers_waiting("sales") == 1  # u2 still waits

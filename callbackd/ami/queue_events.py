@@ -8,7 +8,7 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from callbackd.ami.link import AmiLink
+from callbackd.ami.link import AmiLink, EventHandler
 from callbackd.domain.operators import MemberState, OperatorBoard
 
 MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded")
@@ -82,6 +82,13 @@ class QueueEventHandler:
             board.caller_joined(queue, _caller_id(message), _event_time(message))
         elif name in ("queuecallerleave",):
             board.caller_left(queue, _caller_id(message))
+        elif name == "queuecallerabandon":
+            caller = _caller_id(message)
+            if caller is not None:
+                board.caller_abandoned(queue, caller)
+            # No wake: the abandon's callback request does not exist yet; capture wakes
+            # the dialer once it is stored.
+            return
         self._wake()
 
     async def resync(self, link: AmiLink) -> None:
@@ -110,3 +117,15 @@ class QueueEventHandler:
         for queue, queue_members in members.items():
             board.replace_queue(queue, queue_members, waiting.get(queue, 0), callers.get(queue, {}))
         self._wake()
+
+
+def abandon_handler(board_first: EventHandler, capture: EventHandler) -> EventHandler:
+    """``QueueCallerAbandon``: the operator board counts the caller out, then capture stores
+    the request. In this order the dialer, woken by the stored request, already sees the
+    free operator's slot (it does not wait for the caller's QueueCallerLeave)."""
+
+    async def handle(link: AmiLink, message: Message) -> None:
+        await board_first(link, message)
+        await capture(link, message)
+
+    return handle

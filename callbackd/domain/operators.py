@@ -97,6 +97,8 @@ class OperatorBoard:
         self._waiting: dict[str, int] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
         self._joined: dict[str, dict[str, datetime]] = {}  # queue -> caller id -> joined at
+        # Callers counted out at their abandon whose QueueCallerLeave has not come yet.
+        self._gone: dict[str, set[str]] = {}
 
     # ----------------------------------------------------------------- feeding
 
@@ -125,6 +127,7 @@ class OperatorBoard:
             self._note_device_state(member)
         self._members[queue] = fresh
         self._waiting[queue] = callers_waiting
+        self._gone.pop(queue, None)  # the snapshot is the whole truth
 
     def update_member(self, member: MemberState) -> None:
         """A ``QueueMemberStatus``/``QueueMemberPause``/``QueueMemberAdded`` event."""
@@ -144,8 +147,34 @@ class OperatorBoard:
         if caller is not None and joined_at is not None:
             self._joined.setdefault(queue, {})[caller] = joined_at
 
+    GONE_LIMIT = 1000
+    """Abandons remembered per queue waiting for their QueueCallerLeave (events can be lost)."""
+
+    def caller_abandoned(self, queue: str, caller: str) -> None:
+        """``QueueCallerAbandon``: the caller is no longer waiting, from now on.
+
+        Asterisk sends QueueCallerLeave right after it, but the abandon is what the dialer
+        reacts to: counting the caller out at once lets a free operator be offered the new
+        callback without waiting for the next event. Their QueueCallerLeave then changes
+        nothing (counted once).
+        """
+        gone = self._gone.setdefault(queue, set())
+        if caller in gone:
+            return
+        if len(gone) >= self.GONE_LIMIT:
+            gone.clear()  # leaves lost by the thousand: a resync is the cure, not memory
+        gone.add(caller)
+        self._count_out(queue, caller)
+
     def caller_left(self, queue: str, caller: str | None = None) -> None:
         """A caller left (answered or abandoned); never below zero, events can be lost."""
+        gone = self._gone.get(queue)
+        if caller is not None and gone is not None and caller in gone:
+            gone.discard(caller)  # already counted out at its abandon
+            return
+        self._count_out(queue, caller)
+
+    def _count_out(self, queue: str, caller: str | None) -> None:
         self._waiting[queue] = max(0, self._waiting.get(queue, 0) - 1)
         if caller is not None:
             self._joined.get(queue, {}).pop(caller, None)

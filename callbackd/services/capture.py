@@ -133,59 +133,56 @@ class AbandonCapture:
             uniqueid=abandon.uniqueid,
             replayed=abandon.replayed,
         )
-        async with self._pool.acquire(timeout=self._write_timeout) as conn, conn.transaction():
-            number = None if isinstance(verdict, Skip) else verdict.number
-            outcome_text = verdict.reason if isinstance(verdict, Skip) else "stored"
-            first_sighting = await conn.fetchval(
-                q["claim_abandon"],
-                abandon.pbx,
-                abandon.uniqueid,
-                abandon.queue,
-                number,
-                outcome_text,
-                abandon.abandoned_at,
-                timeout=self._write_timeout,
-            )
+        if isinstance(verdict, Skip):
+            # One statement, no transaction around it: the claim of (pbx, uniqueid) is all.
+            async with self._pool.acquire(timeout=self._write_timeout) as conn:
+                first_sighting = await conn.fetchval(
+                    q["claim_abandon"],
+                    abandon.pbx,
+                    abandon.uniqueid,
+                    abandon.queue,
+                    None,
+                    verdict.reason,
+                    abandon.abandoned_at,
+                    timeout=self._write_timeout,
+                )
             if first_sighting is None:
                 self.stats.duplicates += 1
                 return CaptureOutcome.DUPLICATE
-            if isinstance(verdict, Skip):
-                self.stats.skipped += 1
-                log.info(
-                    "abandon not stored",
-                    reason=verdict.reason,
-                    number=abandon.caller_number,
-                    hold_seconds=abandon.hold_seconds,
-                )
-                return CaptureOutcome.SKIPPED
-            row = await conn.fetchrow(
-                q["upsert_request_from_abandon"],
+            self.stats.skipped += 1
+            log.info(
+                "abandon not stored",
+                reason=verdict.reason,
+                number=abandon.caller_number,
+                hold_seconds=abandon.hold_seconds,
+            )
+            return CaptureOutcome.SKIPPED
+        # Claim, upsert and link in ONE round trip (a database function, migration 0010):
+        # the dialer can see the request as early as possible.
+        async with self._pool.acquire(timeout=self._write_timeout) as conn:
+            stored = await conn.fetchval(
+                q["capture_abandon"],
+                abandon.pbx,
+                abandon.uniqueid,
+                abandon.queue,
                 campaign.id,
                 verdict.number,
                 campaign.priority,
                 verdict.due_at,
                 abandon.joined_at,
                 abandon.abandoned_at,
-                abandon.pbx,
-                abandon.queue,
                 abandon.caller_name,
                 abandon.position,
                 abandon.original_position,
                 abandon.hold_seconds,
-                abandon.uniqueid,
                 abandon.linkedid,
                 timeout=self._write_timeout,
             )
-            created = bool(row["created"])
-            request = CallbackRequest.from_record({k: v for k, v in row.items() if k != "created"})
-            await conn.execute(
-                q["link_abandon"],
-                abandon.pbx,
-                abandon.uniqueid,
-                request.id,
-                "stored" if created else "merged",
-                timeout=self._write_timeout,
-            )
+        if stored is None:
+            self.stats.duplicates += 1
+            return CaptureOutcome.DUPLICATE
+        created = bool(stored.pop("created"))
+        request = CallbackRequest.model_validate(stored)
         if created:
             self.stats.created += 1
             if self.on_stored is not None:

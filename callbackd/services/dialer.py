@@ -345,13 +345,17 @@ class Dialer:
             client_attempts=request.client_attempts,
         )
         self._track(attempt.id, self._place_call(call, link, board))
+        # Let the call's task send its Originate now, before this loop looks further.
+        await asyncio.sleep(0)
         return True
 
     async def _claim_for_operator(
         self, campaign: DialerCampaign, attempt_id: uuid.UUID, operator: str, channel_id: str
     ) -> Any:
-        """ "Call now" requests first, then (not in CRM-task mode) the ordinary order."""
-        args = (
+        """ "Call now" requests first, then (not in CRM-task mode) the ordinary order: one
+        statement, one round trip."""
+        return await self._pool.fetchrow(
+            self._queries["claim_for_operator"],
             campaign.id,
             attempt_id,
             campaign.pbx,
@@ -359,11 +363,8 @@ class Dialer:
             channel_id,
             f"{channel_id}-client",
             self.instance,
+            campaign.settings.mode != "crm_task",
         )
-        row = await self._pool.fetchrow(self._mode_queries["claim_call_now"], *args)
-        if row is not None or campaign.settings.mode == "crm_task":
-            return row
-        return await self._pool.fetchrow(self._queries["claim_next"], *args)
 
     def _track(self, attempt_id: uuid.UUID, work: Coroutine[Any, Any, None]) -> None:
         """Every call runs as a named task the dialer owns; a crash in one is logged."""

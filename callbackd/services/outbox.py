@@ -50,6 +50,9 @@ OUTBOX_CHANNEL = "callbackd_outbox"
 SMS_TARGET = "sms"
 SMS_TOPIC = "sms.caller"
 LEASE_MARGIN_SECONDS = 30.0
+# A NOTIFY comes at the commit of a request's change, the moment the dialer reacts to that
+# same change (claim, Originate): the worker lets it go first, then fans out.
+NOTIFY_SETTLE_SECONDS = 0.05
 
 Q = load_queries("outbox")
 
@@ -82,8 +85,10 @@ class OutboxWorker:
         links: Mapping[str, AmiLink],
         *,
         rand: random.Random | None = None,
+        notify_settle_seconds: float = NOTIFY_SETTLE_SECONDS,
     ) -> None:
         self._pool = pool
+        self._settle = notify_settle_seconds
         self._settings = settings
         self._links = links
         self._policy = backoff_policy(settings)
@@ -153,6 +158,8 @@ class OutboxWorker:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+            else:
+                await asyncio.sleep(self._settle)  # woken: the dialer's reaction first
 
     async def _next_due(self, ceiling: float) -> float:
         targets = self.targets

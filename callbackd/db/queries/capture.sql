@@ -7,36 +7,12 @@ VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (pbx, uniqueid) DO NOTHING
 RETURNING pbx;
 
--- name: upsert_request_from_abandon
--- A number with an open request in the campaign is merged into it: one more abandon, the
--- latest call's details, and the earliest join time so the caller keeps their place.
-INSERT INTO callback_requests AS r (
-    campaign_id, number, source, priority, due_at, first_joined_at, abandon_count,
-    last_abandon_at, pbx, queue, caller_name, position, original_position, hold_seconds,
-    uniqueid, linkedid
-)
-VALUES (
-    $1, $2, 'abandon',
-    $3 + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2), 0),
-    $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14
-)
-ON CONFLICT (campaign_id, number) WHERE status IN ('pending', 'dialing') DO UPDATE SET
-    abandon_count     = r.abandon_count + 1,
-    last_abandon_at   = GREATEST(r.last_abandon_at, excluded.last_abandon_at),
-    first_joined_at   = LEAST(r.first_joined_at, excluded.first_joined_at),
-    pbx               = excluded.pbx,
-    queue             = excluded.queue,
-    caller_name       = COALESCE(excluded.caller_name, r.caller_name),
-    position          = excluded.position,
-    original_position = excluded.original_position,
-    hold_seconds      = excluded.hold_seconds,
-    uniqueid          = excluded.uniqueid,
-    linkedid          = excluded.linkedid,
-    updated_at        = now()
-RETURNING r.*, (xmax = 0) AS created;
-
--- name: link_abandon
-UPDATE queue_abandons SET request_id = $3, outcome = $4 WHERE pbx = $1 AND uniqueid = $2;
+-- name: capture_abandon
+-- Claim (pbx, uniqueid), create or merge the number's open request of the campaign, link the
+-- abandon to it: one round trip (migration 0010). NULL: a duplicate sighting, nothing changed.
+SELECT callbackd_capture_abandon(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+);
 
 -- name: latest_abandon_at
 SELECT max(abandoned_at) FROM queue_abandons WHERE pbx = $1;

@@ -144,3 +144,78 @@ SELECT first_joined_at FROM callback_requests
 WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
 ORDER BY priority DESC, due_at, first_joined_at NULLS LAST, id
 LIMIT 1;
+
+-- name: claim_for_operator
+-- claim_call_now (modes.sql) and then, when $8 (not CRM-task mode), claim_next, in ONE
+-- statement: the reaction to a free operator or a new request costs one round trip. The
+-- ordinary branch is only run when the call-now branch found nothing (LIMIT 1 over UNION ALL
+-- stops at the first row), so it locks nothing it does not claim. The call-now ask is
+-- cleared only when the call-now branch claimed the request.
+WITH candidate AS (
+    SELECT pick.id, pick.call_now
+    FROM (
+        SELECT now_pick.id, true AS call_now
+        FROM (
+            SELECT r.id
+            FROM callback_requests r
+            WHERE r.campaign_id = $1
+              AND r.status = 'pending'
+              AND r.call_now_requested_at IS NOT NULL
+              AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
+              AND NOT EXISTS (
+                  SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
+              )
+              AND (r.assigned_operator IS NOT NULL OR NOT EXISTS (
+                  SELECT 1 FROM attempts a
+                  WHERE a.request_id = r.id AND a.operator_interface = $4
+                    AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
+                    AND a.ended_at > now() - interval '10 minutes'
+              ))
+            ORDER BY (r.assigned_operator IS NULL), r.call_now_requested_at, r.id
+            LIMIT 1
+            FOR UPDATE OF r SKIP LOCKED
+        ) now_pick
+        UNION ALL
+        SELECT next_pick.id, false AS call_now
+        FROM (
+            SELECT r.id
+            FROM callback_requests r
+            WHERE $8::boolean
+              AND r.campaign_id = $1
+              AND r.status = 'pending'
+              AND r.due_at <= now()
+              AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
+              AND NOT EXISTS (
+                  SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
+              )
+              AND NOT EXISTS (
+                  SELECT 1 FROM attempts a
+                  WHERE a.request_id = r.id AND a.operator_interface = $4
+                    AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
+                    AND a.ended_at > now() - interval '10 minutes'
+              )
+            ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
+            LIMIT 1
+            FOR UPDATE OF r SKIP LOCKED
+        ) next_pick
+    ) pick
+    LIMIT 1
+), claimed AS (
+    UPDATE callback_requests r
+    SET status = 'dialing',
+        call_now_requested_at = CASE WHEN c.call_now THEN NULL ELSE r.call_now_requested_at END,
+        updated_at = now()
+    FROM candidate c
+    WHERE r.id = c.id
+    RETURNING r.*
+), attempt AS (
+    INSERT INTO attempts (
+        id, request_id, campaign_id, number, pbx, operator_interface,
+        operator_channel_id, client_channel_id, claimed_by, state, created_at
+    )
+    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7,
+           'originating', clock_timestamp()
+    FROM claimed
+    RETURNING *
+)
+SELECT to_jsonb(claimed.*) AS request, to_jsonb(attempt.*) AS attempt FROM claimed, attempt;
