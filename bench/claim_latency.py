@@ -1,7 +1,8 @@
 """Claim latency: the dialer's one-statement claim against a large backlog.
 
 100,000 pending requests across 50 campaigns in a throwaway PostgreSQL (real schema, real
-``claim_next`` statement from callbackd/db/queries/dialer.sql), plus the history a running
+``claim_for_operator`` statement the dialer runs, from callbackd/db/queries/dialer.sql: "call
+now" requests first, then the ordinary order), plus the history a running
 site has: 100,000 closed requests with their finished attempts (a tenth of them operator
 declines), vacuumed and analysed, so the planner sees the tables as production would.
 
@@ -83,6 +84,7 @@ def _claim_args(campaigns: int) -> tuple[Any, ...]:
         f"callbackd-{attempt_id}",
         f"callbackd-{attempt_id}-client",
         "bench",
+        True,  # not CRM-task mode: the ordinary order too
     )
 
 
@@ -90,7 +92,7 @@ async def claimer(
     dsn: str, campaigns: int, count: int, start_at: float, rate: float
 ) -> list[float]:
     conn = await connect(dsn)
-    claim = load_queries("dialer")["claim_next"]
+    claim = load_queries("dialer")["claim_for_operator"]
     latencies: list[float] = []
     try:
         for _ in range(20):  # prepare and warm the statement before the clock runs
@@ -147,7 +149,7 @@ async def floor_and_server_time(dsn: str, campaigns: int) -> tuple[float, float]
             started = time.perf_counter()
             await conn.fetchval("SELECT 1")
             trips.append((time.perf_counter() - started) * 1000)
-        claim = load_queries("dialer")["claim_next"]
+        claim = load_queries("dialer")["claim_for_operator"]
         executions = []
         for _ in range(50):
             transaction = conn.transaction()

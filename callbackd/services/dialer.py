@@ -301,8 +301,14 @@ class Dialer:
         channel_id = f"callbackd-{attempt_id}"
         try:
             row = await self._claim_for_operator(campaign, attempt_id, operator, channel_id)
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as err:
             # Another instance is calling this operator (or this number) right now.
+            self._log.info(
+                "claim refused: a call is already in flight; operator held back 5 s",
+                campaign=campaign.name,
+                operator=operator,
+                constraint=getattr(err, "constraint_name", None),
+            )
             board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
             return False
         except asyncpg.CheckViolationError:
