@@ -165,10 +165,22 @@ async def _request(db: Any, campaign_id: int, number: str, **extra: Any) -> int:
     return request_id
 
 
-async def _claim(db: Any, query: str, campaign_id: int, operator: str) -> CallbackRequest | None:
+async def _claim(
+    db: Any, campaign_id: int, operator: str, *, ordinary: bool
+) -> CallbackRequest | None:
+    """The dialer's claim for ``operator``: call-now requests only (``ordinary`` False, as in
+    CRM-task mode) or call-now first, then the ordinary order."""
     attempt = uuid.uuid4()
     row = await db.fetchrow(
-        query, campaign_id, attempt, "pbx", operator, f"c-{attempt}", f"c-{attempt}-x", "me"
+        D["claim_for_operator"],
+        campaign_id,
+        attempt,
+        "pbx",
+        operator,
+        f"c-{attempt}",
+        f"c-{attempt}-x",
+        "me",
+        ordinary,
     )
     return None if row is None else CallbackRequest.model_validate(row["request"])
 
@@ -196,12 +208,12 @@ async def test_call_now_is_claimed_first_whatever_its_due_time_and_only_once(db:
     later = await _request(db, campaign, "+79161234568", due_in=timedelta(hours=3))
     asked = await request_call_now(db, later)
     assert asked.call_now_requested_at is not None
-    claimed = await _claim(db, Q["claim_call_now"], campaign, OP1)
+    claimed = await _claim(db, campaign, OP1, ordinary=False)
     assert claimed is not None
     assert claimed.id == later
     assert claimed.call_now_requested_at is None  # a one-shot
-    assert await _claim(db, Q["claim_call_now"], campaign, OP2) is None
-    claimed = await _claim(db, D["claim_next"], campaign, OP2)
+    assert await _claim(db, campaign, OP2, ordinary=False) is None
+    claimed = await _claim(db, campaign, OP2, ordinary=True)
     assert claimed is not None
     assert claimed.id == ordinary
 
@@ -211,10 +223,10 @@ async def test_an_assigned_request_goes_only_to_its_operator(db: Any) -> None:
     request_id = await _request(db, campaign, "+79161234567")
     assigned = await assign(db, request_id, OP2)
     assert assigned.assigned_operator == OP2
-    assert await _claim(db, D["claim_next"], campaign, OP1) is None
+    assert await _claim(db, campaign, OP1, ordinary=True) is None
     await request_call_now(db, request_id)  # keeps the assignment
-    assert await _claim(db, Q["claim_call_now"], campaign, OP1) is None
-    claimed = await _claim(db, Q["claim_call_now"], campaign, OP2)
+    assert await _claim(db, campaign, OP1, ordinary=False) is None
+    claimed = await _claim(db, campaign, OP2, ordinary=False)
     assert claimed is not None
     assert claimed.id == request_id
 
@@ -225,8 +237,8 @@ async def test_call_now_to_a_given_operator_reassigns(db: Any) -> None:
     await assign(db, request_id, OP1)
     asked = await request_call_now(db, request_id, OP2)
     assert asked.assigned_operator == OP2
-    assert await _claim(db, Q["claim_call_now"], campaign, OP1) is None
-    assert await _claim(db, Q["claim_call_now"], campaign, OP2) is not None
+    assert await _claim(db, campaign, OP1, ordinary=False) is None
+    assert await _claim(db, campaign, OP2, ordinary=False) is not None
 
 
 async def test_two_instances_claim_one_reminder_per_interval(database: str) -> None:

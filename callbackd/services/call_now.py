@@ -2,9 +2,9 @@
 
 Both only change the request row; the dialer does the calling. "Call now" sets
 ``call_now_requested_at`` (the NOTIFY trigger wakes the dialer at once), which the dialer's
-``claim_call_now`` serves before the campaign's ordinary order, whatever the due time, in
-operator-first and CRM-task campaigns (client-first campaigns dial it at once too). The
-calling window still applies: a request asked for at night is called when it opens.
+claim (``claim_for_operator``) serves before the campaign's ordinary order, whatever the due
+time, in operator-first and CRM-task campaigns (client-first campaigns dial it at once too).
+The calling window still applies: a request asked for at night is called when it opens.
 """
 
 from __future__ import annotations

@@ -37,52 +37,6 @@ WHERE state <> 'finished'
        OR claimed_by NOT IN (SELECT name FROM instances))
 RETURNING *;
 
--- name: claim_next
--- One statement: pick the best due request of the campaign that no call is in flight for,
--- lock it (skipping rows another instance holds), mark it dialing, and write the attempt
--- with the channel ids we will give the Originate. The partial unique indexes on attempts
--- refuse a second in-flight call to the same number or operator, whoever tries.
-WITH candidate AS (
-    SELECT r.id
-    FROM callback_requests r
-    WHERE r.campaign_id = $1
-      AND r.status = 'pending'
-      AND r.due_at <= now()
-      -- an assigned request goes only to its operator
-      AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
-      AND NOT EXISTS (
-          SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
-      )
-      -- an operator who just declined (or missed) this request is not offered it again
-      AND NOT EXISTS (
-          SELECT 1 FROM attempts a
-          WHERE a.request_id = r.id AND a.operator_interface = $4
-            AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
-            AND a.ended_at > now() - interval '10 minutes'
-      )
-    ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
-    LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED
-), claimed AS (
-    UPDATE callback_requests r
-    SET status = 'dialing', updated_at = now()
-    FROM candidate c
-    WHERE r.id = c.id
-    RETURNING r.*
-), attempt AS (
-    -- clock_timestamp(), not now(): the real moment, after any wait on a conflicting
-    -- in-flight attempt, so attempt times can be compared across instances.
-    INSERT INTO attempts (
-        id, request_id, campaign_id, number, pbx, operator_interface,
-        operator_channel_id, client_channel_id, claimed_by, state, created_at
-    )
-    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7,
-           'originating', clock_timestamp()
-    FROM claimed
-    RETURNING *
-)
-SELECT to_jsonb(claimed.*) AS request, to_jsonb(attempt.*) AS attempt FROM claimed, attempt;
-
 -- name: set_attempt_state
 UPDATE attempts
 SET state = $2,
@@ -138,7 +92,7 @@ WHERE id = (
 RETURNING id, number;
 
 -- name: next_due_joined
--- When the caller of the campaign's next callback (claim_next's order) first joined the
+-- When the caller of the campaign's next callback (claim_for_operator's order) first joined the
 -- queue: interleaving callbacks with live callers compares it with theirs.
 SELECT first_joined_at FROM callback_requests
 WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
@@ -146,11 +100,16 @@ ORDER BY priority DESC, due_at, first_joined_at NULLS LAST, id
 LIMIT 1;
 
 -- name: claim_for_operator
--- claim_call_now (modes.sql) and then, when $8 (not CRM-task mode), claim_next, in ONE
--- statement: the reaction to a free operator or a new request costs one round trip. The
--- ordinary branch is only run when the call-now branch found nothing (LIMIT 1 over UNION ALL
--- stops at the first row), so it locks nothing it does not claim. The call-now ask is
--- cleared only when the call-now branch claimed the request.
+-- The dialer's claim for one free operator ($4), in ONE statement (one round trip per
+-- reaction): pick a due request no call is in flight for, lock it (skipping rows another
+-- instance holds), mark it dialing, and write the attempt with the channel ids we will give
+-- the Originate. First a "call now" request (whatever its due time; an assigned one only for
+-- its operator), then, when $8 (not CRM-task mode), the campaign's ordinary order: priority,
+-- due time, original join time. The ordinary branch only runs when the call-now branch found
+-- nothing (LIMIT 1 over UNION ALL stops at the first row), so it locks nothing it does not
+-- claim; the call-now ask is cleared only when that branch claimed the request. The partial
+-- unique indexes on attempts refuse a second in-flight call to the same number or operator,
+-- whoever tries.
 WITH candidate AS (
     SELECT pick.id, pick.call_now
     FROM (
