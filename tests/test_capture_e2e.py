@@ -117,9 +117,12 @@ async def test_short_hold_and_anonymous_callers_are_not_stored(
             anonymous = await _abandon(ami_driver, "anonymous", wait=3)
 
             async def both_seen() -> bool:
-                return await db.fetchval("SELECT count(*) FROM queue_abandons") == 2
+                # The refusal is logged just after its row commits: wait for both.
+                logged = [e for e in logs if e["event"] == "abandon not stored"]
+                rows = await db.fetchval("SELECT count(*) FROM queue_abandons")
+                return rows == 2 and len(logged) == 2
 
-            await wait_until(both_seen, timeout=10, what="both abandons recorded as seen")
+            await wait_until(both_seen, timeout=10, what="both abandons recorded and logged")
     assert await _requests(db) == []
     outcomes = dict(await db.fetch("SELECT uniqueid, outcome FROM queue_abandons"))
     assert outcomes == {short: "short_hold", anonymous: "withheld"}
