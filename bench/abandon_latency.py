@@ -25,6 +25,7 @@ from typing import Any
 
 from panoramisk.message import Message
 
+from bench.background import background_call
 from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
@@ -118,13 +119,7 @@ async def run_phase(
             while sent_background < elapsed * background_per_second:
                 sent_background += 1
                 await traffic.action(
-                    {
-                        "Action": "Originate",
-                        "Channel": f"Local/7926{sent_background:07d}@lab-clients",
-                        "Application": "Wait",
-                        "Data": "1",
-                        "Async": "true",
-                    },
+                    background_call(sent_background),
                     as_list=False,
                 )
             await asyncio.sleep(0.002)

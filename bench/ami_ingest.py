@@ -24,6 +24,7 @@ from typing import Any
 
 from panoramisk.manager import Manager
 
+from bench.background import background_call
 from callbackd.ami.events import SUBSCRIBED_EVENTS
 from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.lab.asterisk import LabAsterisk
@@ -60,15 +61,7 @@ async def record_stream(seconds: float) -> bytes:
         while loop.time() < end:
             n += 1
             await driver.originate_caller(f"7916{n:07d}", "Иван Петров", wait_seconds=1)
-            await driver.action(
-                {
-                    "Action": "Originate",
-                    "Channel": f"Local/7926{n:07d}@lab-clients",
-                    "Application": "Wait",
-                    "Data": "1",
-                    "Async": "true",
-                }
-            )
+            await driver.action(background_call(n))
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.5)
         reading.cancel()

@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,11 +38,12 @@ from typing import Any
 
 from panoramisk.message import Message
 
+from bench.background import background_call
 from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
-from callbackd.lab.daemon import lab_config_toml
+from callbackd.lab.daemon import lab_config_toml, spawn_daemon, stop_daemon
 from callbackd.lab.postgres import LabPostgres
 
 OPERATORS = ("op1", "op2", "op3")
@@ -267,13 +266,7 @@ async def background(account: AmiAccount, per_second: float, stop: asyncio.Event
             while sent < elapsed * per_second:
                 sent += 1
                 await traffic.action(
-                    {
-                        "Action": "Originate",
-                        "Channel": f"Local/7926{sent % 10**7:07d}@lab-clients",
-                        "Application": "Wait",
-                        "Data": "1",
-                        "Async": "true",
-                    },
+                    background_call(sent),
                     as_list=False,
                 )
             await asyncio.sleep(0.002)
@@ -367,13 +360,7 @@ async def main_async(samples: int, per_second: float, log_level: str) -> None:
         )
         config = workdir / "callbackd.toml"
         config.write_text(_config(dsn, pbx.ami_callbackd, log_level))
-        log = (workdir / "callbackd.log").open("wb")
-        daemon = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "callbackd", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")},
-        )
+        daemon = spawn_daemon(config, workdir / "callbackd.log")
         seen = Seen()
         account = pbx.ami_lab
         watcher = _link("watch", account, seen.on_event, None)
@@ -417,9 +404,7 @@ async def main_async(samples: int, per_second: float, log_level: str) -> None:
         await asyncio.gather(*links, return_exceptions=True)
         if db is not None:
             await db.close()
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+        stop_daemon(daemon, timeout=30)
         await asyncio.to_thread(pbx.stop)
         await asyncio.to_thread(postgres.destroy)
 

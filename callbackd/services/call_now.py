@@ -63,21 +63,9 @@ async def request_call_now(
     Raises RequestNotFound, RequestNotPending (already dialling, or closed) or
     InvalidOperator. Asking twice is harmless (the later ask's time counts).
     """
-    if operator is not None:
-        check_operator(operator)
-    queries = load_queries("modes")
-    row = await pool.fetchrow(queries["request_call_now"], request_id, operator)
-    if row is None:
-        raise await _why_not(pool, queries, request_id)
-    request = CallbackRequest.from_record(row)
-    structlog.get_logger("callbackd.call_now").info(
-        "callback request call now",
-        request_id=request.id,
-        status=str(request.status),
-        number=request.number,
-        operator=request.assigned_operator,
+    return await _change(
+        pool, "request_call_now", request_id, operator, "callback request call now"
     )
-    return request
 
 
 async def assign(pool: Any, request_id: int, operator: str | None) -> CallbackRequest:
@@ -86,15 +74,22 @@ async def assign(pool: Any, request_id: int, operator: str | None) -> CallbackRe
 
     Raises RequestNotFound, RequestNotPending or InvalidOperator.
     """
+    return await _change(pool, "assign_request", request_id, operator, "callback request assigned")
+
+
+async def _change(
+    pool: Any, query: str, request_id: int, operator: str | None, event: str
+) -> CallbackRequest:
+    """One UPDATE of a pending request with an (optional) operator; its typed refusal."""
     if operator is not None:
         check_operator(operator)
     queries = load_queries("modes")
-    row = await pool.fetchrow(queries["assign_request"], request_id, operator)
+    row = await pool.fetchrow(queries[query], request_id, operator)
     if row is None:
         raise await _why_not(pool, queries, request_id)
     request = CallbackRequest.from_record(row)
     structlog.get_logger("callbackd.call_now").info(
-        "callback request assigned",
+        event,
         request_id=request.id,
         status=str(request.status),
         number=request.number,

@@ -24,7 +24,7 @@ from panoramisk.message import Message
 
 from callbackd import dialplan_contract as contract
 from callbackd.ami.link import AmiLink
-from callbackd.db.models import Attempt, AttemptOutcome, CallbackRequest
+from callbackd.db.models import AttemptOutcome
 from callbackd.domain.modes import (
     client_first_slots,
     client_is_through,
@@ -112,42 +112,11 @@ class ClientFirstDialer(Dialer):
         except asyncpg.UniqueViolationError:
             return False  # another instance is calling this number right now
         except asyncpg.CheckViolationError:
-            bad = await self._pool.fetchrow(
-                self._queries["fail_unusable_request"], campaign.id, "invalid_number"
-            )
-            if bad is not None:
-                self._log.error(
-                    "callback request failed: its number is not E.164 and is never dialled",
-                    request_id=bad["id"],
-                    status="failed",
-                    number=bad["number"],
-                )
-                self.wake()
+            await self._fail_unusable_request(campaign)
             return False
         if row is None:
             return False
-        request = CallbackRequest.model_validate(row["request"])
-        attempt = Attempt.model_validate(row["attempt"])
-        self.stats.claimed += 1
-        call = _Call(
-            attempt=attempt,
-            campaign=campaign,
-            operator=None,
-            result=asyncio.get_running_loop().create_future(),
-        )
-        self._calls[attempt.id] = call
-        self._log.info(
-            "callback request dialing",
-            request_id=request.id,
-            attempt_id=str(attempt.id),
-            status=str(request.status),
-            mode="client_first",
-            campaign=campaign.name,
-            queue=campaign.queue,
-            number=request.number,
-            client_attempts=request.client_attempts,
-        )
-        self._track(attempt.id, self._place_call(call, link, self._boards[campaign.pbx]))
+        self._begin_call(row, campaign, link, self._boards[campaign.pbx], operator=None)
         return True
 
     def _originate(self, call: _Call) -> dict[str, Any]:

@@ -312,26 +312,44 @@ class Dialer:
             board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
             return False
         except asyncpg.CheckViolationError:
-            # A number that is not E.164 got into the table by hand: it is never dialled.
-            bad = await self._pool.fetchrow(
-                self._queries["fail_unusable_request"], campaign.id, "invalid_number"
-            )
-            if bad is not None:
-                self._log.error(
-                    "callback request failed: its number is not E.164 and is never dialled",
-                    request_id=bad["id"],
-                    status="failed",
-                    number=bad["number"],
-                )
-                self.wake()  # look again at once: the next request may be fine
+            await self._fail_unusable_request(campaign)
             return False
         if row is None:
             return False  # nothing due for this operator
+        ring = campaign.settings.operator_ring_seconds
+        board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
+        self._begin_call(row, campaign, link, board, operator=operator)
+        # Let the call's task send its Originate now, before this loop looks further.
+        await asyncio.sleep(0)
+        return True
+
+    async def _fail_unusable_request(self, campaign: DialerCampaign) -> None:
+        """A number that is not E.164 got into the table by hand: it is never dialled."""
+        bad = await self._pool.fetchrow(
+            self._queries["fail_unusable_request"], campaign.id, "invalid_number"
+        )
+        if bad is not None:
+            self._log.error(
+                "callback request failed: its number is not E.164 and is never dialled",
+                request_id=bad["id"],
+                status="failed",
+                number=bad["number"],
+            )
+            self.wake()  # look again at once: the next request may be fine
+
+    def _begin_call(
+        self,
+        row: Any,
+        campaign: DialerCampaign,
+        link: AmiLink,
+        board: OperatorBoard,
+        *,
+        operator: str | None,
+    ) -> None:
+        """A claim's row (request + attempt) becomes a tracked call placed by its own task."""
         request = CallbackRequest.model_validate(row["request"])
         attempt = Attempt.model_validate(row["attempt"])
         self.stats.claimed += 1
-        ring = campaign.settings.operator_ring_seconds
-        board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
         call = _Call(
             attempt=attempt,
             campaign=campaign,
@@ -344,6 +362,7 @@ class Dialer:
             request_id=request.id,
             attempt_id=str(attempt.id),
             status=str(request.status),
+            mode=self.ATTEMPT_MODE,
             campaign=campaign.name,
             queue=campaign.queue,
             number=request.number,
@@ -351,9 +370,6 @@ class Dialer:
             client_attempts=request.client_attempts,
         )
         self._track(attempt.id, self._place_call(call, link, board))
-        # Let the call's task send its Originate now, before this loop looks further.
-        await asyncio.sleep(0)
-        return True
 
     async def _claim_for_operator(
         self, campaign: DialerCampaign, attempt_id: uuid.UUID, operator: str, channel_id: str
