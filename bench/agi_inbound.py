@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import statistics
 import subprocess
@@ -149,6 +150,12 @@ async def _phase(
     return latencies, failures, total / sent_in if sent_in > 0 else float("inf")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _report(label: str, result: tuple[list[float], int, float]) -> str:
     latencies, failures, achieved = result
     if not latencies:
@@ -200,10 +207,15 @@ async def main_async(
             if key not in phases:
                 continue
             await asyncio.to_thread(pbx.wait_for_no_channels, 60.0)
+            cpu_before = _cpu_seconds(daemon.pid)
             result = await _phase(
                 driver, address, numbers, rate=rate, seconds=duration, route=route
             )
-            results.append(_report(label, result))
+            line = _report(label, result)
+            if address == fast and result[0]:
+                per_call = (_cpu_seconds(daemon.pid) - cpu_before) / len(result[0]) * 1000
+                line += f" daemon CPU {per_call:.2f} ms/call"
+            results.append(line)
             print(results[-1], flush=True)
         print()
         print("time added per call as Asterisk sees it (around AGI()):")

@@ -8,6 +8,7 @@ in journald, tickets and chat where neither AMI passwords nor customers' numbers
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -102,25 +103,31 @@ class _Sanitiser:
         """Remove known secrets and secret-shaped substrings from free text."""
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
-        text = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}{REDACTED}@", text)
-        return _SECRET_ASSIGNMENT.sub(_redact_assignment, text)
+        # Each pattern needs its separator: most values (ids, names, numbers) skip both scans.
+        if "@" in text:
+            text = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}{REDACTED}@", text)
+        if ":" in text or "=" in text:
+            text = _SECRET_ASSIGNMENT.sub(_redact_assignment, text)
+        return text
 
     def clean(self, key: str | None, value: Any, depth: int = 0) -> Any:
         """The value safe to print; *key* is the name it is logged under, if any."""
+        phone, secret, dsn = _key_kind(key) if key is not None else (False, False, False)
+        masks = phone and self._mask_numbers
         if value is None or isinstance(value, bool | int | float):
-            if key is not None and value is not None and self._masks(key):
+            if value is not None and masks:
                 return mask_number(str(value))
-            if key is not None and value is not None and _SECRET_KEY.search(key):
+            if value is not None and secret:
                 return REDACTED
             return value
-        if key is not None and _SECRET_KEY.search(key):
-            if _DSN_KEY.search(key):
+        if secret:
+            if dsn:
                 return self.scrub(redact_dsn(value if isinstance(value, str) else str(value)))
             return REDACTED
         if depth >= _MAX_DEPTH:
             return self.scrub(repr(value))
         if isinstance(value, str):
-            return self.scrub(mask_number(value) if key is not None and self._masks(key) else value)
+            return self.scrub(mask_number(value) if masks else value)
         if isinstance(value, Mapping):
             return {str(k): self.clean(str(k), v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
@@ -128,11 +135,18 @@ class _Sanitiser:
         # Anything else would be repr()'d by the renderer; do that here so it is scrubbed.
         return self.scrub(repr(value))
 
-    def _masks(self, key: str) -> bool:
-        return self._mask_numbers and key.lower() in PHONE_NUMBER_KEYS
-
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         return {key: self.clean(key, value) for key, value in event_dict.items()}
+
+
+@functools.lru_cache(maxsize=2048)
+def _key_kind(key: str) -> tuple[bool, bool, bool]:
+    """(a phone-number key, a secret key, a DSN key): log keys repeat, so this is cached."""
+    return (
+        key.lower() in PHONE_NUMBER_KEYS,
+        _SECRET_KEY.search(key) is not None,
+        _DSN_KEY.search(key) is not None,
+    )
 
 
 def _redact_assignment(match: re.Match[str]) -> str:

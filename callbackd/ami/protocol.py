@@ -15,6 +15,7 @@ import itertools
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 from panoramisk.actions import Action
 from panoramisk.message import Message
@@ -96,8 +97,8 @@ class AmiProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (asyncio's, or uvloop's, which does not subclass it).
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _enable_tcp_keepalive(sock, self._keepalive_seconds)

@@ -16,6 +16,18 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
+async def _keep_session(_conn: Any) -> None:
+    """Release hook: nothing to undo, so no round trip on every release.
+
+    asyncpg's default reset sends ``RESET ALL; UNLISTEN *; CLOSE ALL;`` and an advisory
+    unlock each time a connection goes back to the pool: a round trip on the hot paths
+    (a claim, a capture, an AGI lookup) before their caller gets the result. The daemon's
+    pool never takes session state: LISTEN and advisory locks use connections of their own
+    (``db/notify.py``, migrations), and no statement run through it changes a session setting.
+    asyncpg still rolls back a transaction left open and drops listeners before this hook.
+    """
+
+
 async def connect(dsn: str, *, timeout: float = 5.0, command_timeout: float = 10.0) -> Any:
     """One connection (CLI commands, migrations)."""
     conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=command_timeout)
@@ -39,4 +51,5 @@ async def create_pool(
         timeout=timeout,
         command_timeout=command_timeout,
         init=_init_connection,
+        reset=_keep_session,
     )

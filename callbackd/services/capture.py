@@ -187,6 +187,8 @@ class AbandonCapture:
             self.stats.created += 1
             if self.on_stored is not None:
                 self.on_stored()
+                # The woken dialer sends its claim first; this line's rendering follows.
+                await asyncio.sleep(0)
             log.info(
                 "callback request created",
                 request_id=request.id,

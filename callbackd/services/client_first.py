@@ -116,7 +116,7 @@ class ClientFirstDialer(Dialer):
             return False
         if row is None:
             return False
-        self._begin_call(row, campaign, link, self._boards[campaign.pbx], operator=None)
+        await self._begin_call(row, campaign, link, self._boards[campaign.pbx], operator=None)
         return True
 
     def _originate(self, call: _Call) -> dict[str, Any]:

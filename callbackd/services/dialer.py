@@ -318,9 +318,7 @@ class Dialer:
             return False  # nothing due for this operator
         ring = campaign.settings.operator_ring_seconds
         board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
-        self._begin_call(row, campaign, link, board, operator=operator)
-        # Let the call's task send its Originate now, before this loop looks further.
-        await asyncio.sleep(0)
+        await self._begin_call(row, campaign, link, board, operator=operator)
         return True
 
     async def _fail_unusable_request(self, campaign: DialerCampaign) -> None:
@@ -337,7 +335,7 @@ class Dialer:
             )
             self.wake()  # look again at once: the next request may be fine
 
-    def _begin_call(
+    async def _begin_call(
         self,
         row: Any,
         campaign: DialerCampaign,
@@ -357,6 +355,10 @@ class Dialer:
             result=asyncio.get_running_loop().create_future(),
         )
         self._calls[attempt.id] = call
+        self._track(attempt.id, self._place_call(call, link, board))
+        # The call's task sends its Originate now; the log line (a fraction of a millisecond
+        # to render) follows it instead of delaying it.
+        await asyncio.sleep(0)
         self._log.info(
             "callback request dialing",
             request_id=request.id,
@@ -369,7 +371,6 @@ class Dialer:
             operator=operator,
             client_attempts=request.client_attempts,
         )
-        self._track(attempt.id, self._place_call(call, link, board))
 
     async def _claim_for_operator(
         self, campaign: DialerCampaign, attempt_id: uuid.UUID, operator: str, channel_id: str
