@@ -199,6 +199,7 @@ class Application:
         self.dialer = dialer
         modes = self._build_modes(campaigns)
         capture.on_stored = modes["wake"]  # a new request: no need to wait for its NOTIFY
+        capture.claimer = dialer  # an abandon while an operator is free: claimed at once
         queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {

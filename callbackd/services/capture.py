@@ -8,12 +8,13 @@ written, in order, when it returns; an overflow is logged number by number and c
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -25,6 +26,7 @@ from callbackd.domain.capture import (
     CampaignRef,
     QueueAbandon,
     Skip,
+    Store,
     judge_abandon,
 )
 from callbackd.domain.numbers import Accepted, NumberPolicy, classify_caller
@@ -39,6 +41,10 @@ DATABASE_DOWN = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+
+
+_NOT_REQUEST_FIELDS = frozenset({"created", "claim", "claim_refused"})
+"""What the capture statements add to the request row they return."""
 
 
 class CaptureOutcome(StrEnum):
@@ -60,6 +66,32 @@ class CaptureStats:
     buffered: int = 0
     lost: int = 0
     resolved_inbound: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimOffer:
+    """A free operator the dialer lets capture claim for, in the abandon's own statement."""
+
+    campaign_id: int
+    operator: str
+    attempt_id: uuid.UUID
+    instance: str
+
+    @property
+    def operator_channel_id(self) -> str:
+        return f"callbackd-{self.attempt_id}"
+
+    @property
+    def client_channel_id(self) -> str:
+        return f"{self.operator_channel_id}-client"
+
+
+class AbandonClaimer(Protocol):
+    """The dialer, as capture sees it (the abandon fast lane)."""
+
+    def offer_operator(self, campaign_id: int) -> ClaimOffer | None: ...
+
+    async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None: ...
 
 
 class AbandonCapture:
@@ -90,6 +122,9 @@ class AbandonCapture:
         self._log = structlog.get_logger("callbackd.capture")
         self.on_stored: Callable[[], None] | None = None
         """Called once a new request is committed: the dialer looks at once (no NOTIFY hop)."""
+        self.claimer: AbandonClaimer | None = None
+        """When set, an abandon stored while an operator is free is claimed for that operator
+        in the same round trip, and the dialer places the call (reaction path (b))."""
 
     # -- health ----------------------------------------------------------------------------
     @property
@@ -157,32 +192,24 @@ class AbandonCapture:
                 hold_seconds=abandon.hold_seconds,
             )
             return CaptureOutcome.SKIPPED
-        # Claim, upsert and link in ONE round trip (a database function, migration 0010):
-        # the dialer can see the request as early as possible.
-        async with self._pool.acquire(timeout=self._write_timeout) as conn:
-            stored = await conn.fetchval(
-                q["capture_abandon"],
-                abandon.pbx,
-                abandon.uniqueid,
-                abandon.queue,
-                campaign.id,
-                verdict.number,
-                campaign.priority,
-                verdict.due_at,
-                abandon.joined_at,
-                abandon.abandoned_at,
-                abandon.caller_name,
-                abandon.position,
-                abandon.original_position,
-                abandon.hold_seconds,
-                abandon.linkedid,
-                timeout=self._write_timeout,
-            )
+        # Claim, upsert and link in ONE round trip (a database function, migration 0010);
+        # with an operator free, the dialer's claim too (migration 0011).
+        offer = self.claimer.offer_operator(campaign.id) if self.claimer is not None else None
+        try:
+            stored = await self._store(abandon, campaign, verdict, offer)
+        except BaseException:
+            if offer is not None:
+                await self._settle(offer, None)
+            raise
+        if offer is not None:
+            await self._settle(offer, stored)
         if stored is None:
             self.stats.duplicates += 1
             return CaptureOutcome.DUPLICATE
-        created = bool(stored.pop("created"))
-        request = CallbackRequest.model_validate(stored)
+        created = bool(stored["created"])
+        request = CallbackRequest.model_validate(
+            {k: v for k, v in stored.items() if k not in _NOT_REQUEST_FIELDS}
+        )
         if created:
             self.stats.created += 1
             if self.on_stored is not None:
@@ -208,6 +235,52 @@ class AbandonCapture:
             abandon_count=request.abandon_count,
         )
         return CaptureOutcome.MERGED
+
+    async def _store(
+        self,
+        abandon: QueueAbandon,
+        campaign: CampaignRef,
+        verdict: Store,
+        offer: ClaimOffer | None,
+    ) -> dict[str, Any] | None:
+        """One statement: the request (as a dict, plus "created"), None for a duplicate."""
+        arguments: list[Any] = [
+            abandon.pbx,
+            abandon.uniqueid,
+            abandon.queue,
+            campaign.id,
+            verdict.number,
+            campaign.priority,
+            verdict.due_at,
+            abandon.joined_at,
+            abandon.abandoned_at,
+            abandon.caller_name,
+            abandon.position,
+            abandon.original_position,
+            abandon.hold_seconds,
+            abandon.linkedid,
+        ]
+        query = self._queries["capture_abandon"]
+        if offer is not None:
+            query = self._queries["capture_and_claim"]
+            arguments += [
+                offer.attempt_id,
+                offer.operator,
+                offer.operator_channel_id,
+                offer.client_channel_id,
+                offer.instance,
+            ]
+        async with self._pool.acquire(timeout=self._write_timeout) as conn:
+            stored: dict[str, Any] | None = await conn.fetchval(
+                query, *arguments, timeout=self._write_timeout
+            )
+        return stored
+
+    async def _settle(self, offer: ClaimOffer, stored: Mapping[str, Any] | None) -> None:
+        """Hand the claim (or None: the statement failed) to the dialer, which places the call
+        or gives the operator back. A claim lost on the way is adopted by its heartbeat."""
+        assert self.claimer is not None
+        await self.claimer.take_offer(offer, stored)
 
     # -- the caller got through ------------------------------------------------------------
     async def on_agent_connect(self, event: AgentConnected) -> int:

@@ -51,7 +51,7 @@ from callbackd.domain.outcome import (
 )
 from callbackd.domain.retry import Completed, Failed, RequestFacts, Retry, after_attempt
 from callbackd.domain.window import is_open
-from callbackd.services.capture import DATABASE_DOWN
+from callbackd.services.capture import DATABASE_DOWN, ClaimOffer
 from callbackd.settings import Campaign
 
 
@@ -130,6 +130,7 @@ class Dialer:
         self._links = links
         self._boards = boards
         self._campaigns = [c for c in campaigns if c.settings.mode in self.MODES]
+        self._by_id = {c.id: c for c in self._campaigns}
         self.instance = instance
         self._poll_interval = poll_interval
         self._heartbeat_interval = heartbeat_interval
@@ -259,17 +260,100 @@ class Dialer:
             if not is_open(now, campaign.settings.window):
                 continue
             board = self._boards[campaign.pbx]
-            busy = {c.operator for c in self._calls.values() if c.campaign.pbx == campaign.pbx}
-            free = [m for m in board.free_members(campaign.queue, now) if m.interface not in busy]
+            free = self._free_operators(campaign, board, now)
             slots = await self._release_slots(campaign, board, len(free))
             # Nothing due for one operator may still be something for the next (an operator
             # who just declined a request is not offered it again), so try each free one.
-            for member in free:
+            for operator in free:
                 if slots <= 0 or not self._limiters[campaign.id].available(now) >= 1:
                     break
-                if await self._start_one(campaign, link, board, member.interface, now):
+                if await self._start_one(campaign, link, board, operator, now):
                     self._limiters[campaign.id].take(now)
                     slots -= 1
+
+    def _free_operators(
+        self, campaign: DialerCampaign, board: OperatorBoard, now: datetime
+    ) -> list[str]:
+        """The campaign's queue members free now and not in a call of this dialer's."""
+        busy = {c.operator for c in self._calls.values() if c.campaign.pbx == campaign.pbx}
+        return [
+            m.interface for m in board.free_members(campaign.queue, now) if m.interface not in busy
+        ]
+
+    # -- the abandon fast lane (capture claims in its own round trip) -----------------------
+    def offer_operator(self, campaign_id: int) -> ClaimOffer | None:
+        """A free operator for the request an abandon is about to store, or None.
+
+        The same checks as a pass of the loop (claiming, link up, window open, rate, live
+        callers first), for one campaign. The operator is held on the board until
+        :meth:`take_offer` settles it, so the loop does not offer it twice.
+        """
+        campaign = self._by_id.get(campaign_id)
+        if (
+            campaign is None
+            or not self._claiming
+            or campaign.settings.mode != "operator_first"
+            or campaign.settings.interleave_by_join_time  # needs a query: the loop decides
+        ):
+            return None
+        now = self._clock()
+        link = self._links.get(campaign.pbx)
+        if link is None or not link.is_up or not is_open(now, campaign.settings.window):
+            return None
+        if self._limiters[campaign.id].available(now) < 1:
+            return None
+        board = self._boards[campaign.pbx]
+        free = self._free_operators(campaign, board, now)
+        if release_slots(len(free), board.callers_waiting(campaign.queue)) <= 0:
+            return None
+        operator = free[0]
+        ring = campaign.settings.operator_ring_seconds
+        board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
+        return ClaimOffer(
+            campaign_id=campaign.id,
+            operator=operator,
+            attempt_id=uuid.uuid4(),
+            instance=self.instance,
+        )
+
+    async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
+        """Settle an offer with what capture's statement returned (None: it did not run)."""
+        campaign = self._by_id[offer.campaign_id]
+        board = self._boards[campaign.pbx]
+        link = self._links.get(campaign.pbx)
+        now = self._clock()
+        refused = result.get("claim_refused") if result is not None else None
+        claim = result.get("claim") if result is not None else None
+        if refused is not None:
+            board.release(campaign.queue, offer.operator)
+            if refused.get("sqlstate") == asyncpg.CheckViolationError.sqlstate:
+                await self._fail_unusable_request(campaign)
+            else:
+                self._claim_refused(campaign, board, offer.operator, refused.get("constraint"), now)
+            return
+        if claim is None or link is None:
+            board.release(campaign.queue, offer.operator)
+            self.wake()  # nothing due for this operator: the loop looks at every request
+            return
+        self._limiters[campaign.id].take(now)
+        await self._begin_call(claim, campaign, link, board, operator=offer.operator)
+
+    def _claim_refused(
+        self,
+        campaign: DialerCampaign,
+        board: OperatorBoard,
+        operator: str,
+        constraint: str | None,
+        now: datetime,
+    ) -> None:
+        """Another instance is calling this operator (or this number) right now."""
+        self._log.info(
+            "claim refused: a call is already in flight; operator held back 5 s",
+            campaign=campaign.name,
+            operator=operator,
+            constraint=constraint,
+        )
+        board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
 
     async def _release_slots(
         self, campaign: DialerCampaign, board: OperatorBoard, free: int
@@ -302,14 +386,9 @@ class Dialer:
         try:
             row = await self._claim_for_operator(campaign, attempt_id, operator, channel_id)
         except asyncpg.UniqueViolationError as err:
-            # Another instance is calling this operator (or this number) right now.
-            self._log.info(
-                "claim refused: a call is already in flight; operator held back 5 s",
-                campaign=campaign.name,
-                operator=operator,
-                constraint=getattr(err, "constraint_name", None),
+            self._claim_refused(
+                campaign, board, operator, getattr(err, "constraint_name", None), now
             )
-            board.reserve(campaign.queue, operator, until=now + timedelta(seconds=5))
             return False
         except asyncpg.CheckViolationError:
             await self._fail_unusable_request(campaign)
@@ -675,18 +754,20 @@ class Dialer:
 
         A dead instance's in-flight calls go on in Asterisk without anyone to record how
         they end; a live instance adopts them once the owner has been silent for
-        ``orphan_after`` s and reconciles them by channel id, as at start.
+        ``orphan_after`` s and reconciles them by channel id, as at start. So are this
+        instance's own in-flight attempts it does not follow (a claim whose reply was lost).
         """
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
                 await self._pool.execute(self._queries["heartbeat"], self.instance)
                 if self._claiming:  # a draining instance takes on no new work
-                    await self._adopt_orphans(
-                        "adopt_dead_instances",
+                    scope = (
                         [c.id for c in self._campaigns],
                         sorted({c.pbx for c in self._campaigns}),
                     )
+                    await self._adopt_orphans("adopt_dead_instances", *scope)
+                    await self._adopt_orphans("adopt_untracked", list(self._calls), *scope)
             except DATABASE_DOWN as err:
                 self._log.warning("heartbeat failed", error=str(err))
 
@@ -700,6 +781,8 @@ class Dialer:
         by_id = {c.id: c for c in self._campaigns}
         for row in rows:
             attempt = Attempt.from_record(row)
+            if attempt.id in self._calls:
+                continue  # followed already (its claim's reply came while this query ran)
             if attempt.mode != self.ATTEMPT_MODE:
                 continue  # the other dialer of this instance (same name) follows it
             campaign = by_id.get(attempt.campaign_id or -1)

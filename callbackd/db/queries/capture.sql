@@ -37,3 +37,10 @@ INSERT INTO interactions (number, pbx, queue, operator_interface, source, unique
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (pbx, uniqueid, operator_interface) WHERE uniqueid IS NOT NULL DO NOTHING
 RETURNING id;
+
+-- name: capture_and_claim
+-- capture_abandon, then the dialer's claim for the free operator it offered ($16), in one
+-- round trip (migration 0011): the abandon's callback can start without a second one.
+SELECT callbackd_capture_and_claim(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+);

@@ -37,6 +37,19 @@ WHERE state <> 'finished'
        OR claimed_by NOT IN (SELECT name FROM instances))
 RETURNING *;
 
+-- name: adopt_untracked
+-- In-flight attempts this instance owns but does not follow ($3: the ones it follows): a
+-- claim whose reply never arrived (a timeout after the server had committed it) or whose
+-- call was never placed. Only those claimed more than $2 ago, so a claim whose reply is on
+-- its way is not taken; of the campaigns and PBXs this dialer dials ($4, $5).
+SELECT * FROM attempts
+WHERE claimed_by = $1
+  AND state <> 'finished'
+  AND created_at < now() - $2::interval
+  AND id <> ALL ($3::uuid[])
+  AND campaign_id = ANY ($4::bigint[])
+  AND pbx = ANY ($5::text[]);
+
 -- name: set_attempt_state
 UPDATE attempts
 SET state = $2,
@@ -101,80 +114,10 @@ LIMIT 1;
 
 -- name: claim_for_operator
 -- The dialer's claim for one free operator ($4), in ONE statement (one round trip per
--- reaction): pick a due request no call is in flight for, lock it (skipping rows another
--- instance holds), mark it dialing, and write the attempt with the channel ids we will give
--- the Originate. First a "call now" request (whatever its due time; an assigned one only for
--- its operator), then, when $8 (not CRM-task mode), the campaign's ordinary order: priority,
--- due time, original join time. The ordinary branch only runs when the call-now branch found
--- nothing (LIMIT 1 over UNION ALL stops at the first row), so it locks nothing it does not
--- claim; the call-now ask is cleared only when that branch claimed the request. The partial
--- unique indexes on attempts refuse a second in-flight call to the same number or operator,
--- whoever tries.
-WITH candidate AS (
-    SELECT pick.id, pick.call_now
-    FROM (
-        SELECT now_pick.id, true AS call_now
-        FROM (
-            SELECT r.id
-            FROM callback_requests r
-            WHERE r.campaign_id = $1
-              AND r.status = 'pending'
-              AND r.call_now_requested_at IS NOT NULL
-              AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
-              AND NOT EXISTS (
-                  SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
-              )
-              AND (r.assigned_operator IS NOT NULL OR NOT EXISTS (
-                  SELECT 1 FROM attempts a
-                  WHERE a.request_id = r.id AND a.operator_interface = $4
-                    AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
-                    AND a.ended_at > now() - interval '10 minutes'
-              ))
-            ORDER BY (r.assigned_operator IS NULL), r.call_now_requested_at, r.id
-            LIMIT 1
-            FOR UPDATE OF r SKIP LOCKED
-        ) now_pick
-        UNION ALL
-        SELECT next_pick.id, false AS call_now
-        FROM (
-            SELECT r.id
-            FROM callback_requests r
-            WHERE $8::boolean
-              AND r.campaign_id = $1
-              AND r.status = 'pending'
-              AND r.due_at <= now()
-              AND (r.assigned_operator IS NULL OR r.assigned_operator = $4)
-              AND NOT EXISTS (
-                  SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
-              )
-              AND NOT EXISTS (
-                  SELECT 1 FROM attempts a
-                  WHERE a.request_id = r.id AND a.operator_interface = $4
-                    AND a.outcome IN ('operator_declined', 'operator_no_answer', 'operator_busy')
-                    AND a.ended_at > now() - interval '10 minutes'
-              )
-            ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
-            LIMIT 1
-            FOR UPDATE OF r SKIP LOCKED
-        ) next_pick
-    ) pick
-    LIMIT 1
-), claimed AS (
-    UPDATE callback_requests r
-    SET status = 'dialing',
-        call_now_requested_at = CASE WHEN c.call_now THEN NULL ELSE r.call_now_requested_at END,
-        updated_at = now()
-    FROM candidate c
-    WHERE r.id = c.id
-    RETURNING r.*
-), attempt AS (
-    INSERT INTO attempts (
-        id, request_id, campaign_id, number, pbx, operator_interface,
-        operator_channel_id, client_channel_id, claimed_by, state, created_at
-    )
-    SELECT $2, claimed.id, claimed.campaign_id, claimed.number, $3, $4, $5, $6, $7,
-           'originating', clock_timestamp()
-    FROM claimed
-    RETURNING *
-)
-SELECT to_jsonb(claimed.*) AS request, to_jsonb(attempt.*) AS attempt FROM claimed, attempt;
+-- reaction): the function of migration 0011 (what it picks, in which order, and what the
+-- database refuses is documented there). Capture runs the same function after storing an
+-- abandon when the dialer offered it a free operator (capture.sql, capture_and_claim). No
+-- row: nothing is due for this operator.
+SELECT claim -> 'request' AS request, claim -> 'attempt' AS attempt
+FROM callbackd_claim_for_operator($1, $2, $3, $4, $5, $6, $7, $8) AS claim
+WHERE claim IS NOT NULL;

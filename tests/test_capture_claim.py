@@ -1,0 +1,243 @@
+"""The abandon fast lane on the real Postgres: capture stores an abandon and claims for the
+free operator the dialer offered, in one statement (migration 0011, capture_and_claim).
+
+The dialer is replaced by a recorder of what capture hands back; the dialer's own side
+(placing the call) runs in the end-to-end suites against the real Asterisk.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from callbackd.db.pool import create_pool
+from callbackd.db.sql import load_queries
+from callbackd.domain.capture import CampaignRef, QueueAbandon
+from callbackd.domain.numbers import NumberPolicy
+from callbackd.services.capture import AbandonCapture, CaptureOutcome, ClaimOffer
+
+pytestmark = pytest.mark.postgres
+
+D = load_queries("dialer")
+OP1 = "Local/op1@lab-operators"
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class RecordingClaimer:
+    """Offers one operator for every abandon and keeps what capture settled it with."""
+
+    def __init__(self, campaign_id: int, operator: str = OP1) -> None:
+        self.campaign_id = campaign_id
+        self.operator = operator
+        self.offers: list[ClaimOffer] = []
+        self.settled: list[tuple[ClaimOffer, Mapping[str, Any] | None]] = []
+
+    def offer_operator(self, campaign_id: int) -> ClaimOffer | None:
+        assert campaign_id == self.campaign_id
+        offer = ClaimOffer(
+            campaign_id=campaign_id,
+            operator=self.operator,
+            attempt_id=uuid.uuid4(),
+            instance="me",
+        )
+        self.offers.append(offer)
+        return offer
+
+    async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
+        self.settled.append((offer, result))
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[Any]:
+    p = await create_pool(database, min_size=1, max_size=2)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+async def _setup(
+    pool: Any, initial_delay: timedelta = timedelta(0)
+) -> tuple[AbandonCapture, RecordingClaimer, int]:
+    campaign_id: int = await pool.fetchval(
+        "INSERT INTO campaigns (name, pbx, queue, mode) "
+        "VALUES ('sales', 'pbx', 'sales', 'operator_first') RETURNING id"
+    )
+    await pool.execute(D["register_instance"], "me", "host", 1)
+    ref = CampaignRef(
+        id=campaign_id,
+        name="sales",
+        pbx="pbx",
+        queue="sales",
+        min_hold_seconds=3,
+        priority=0,
+        initial_delay=initial_delay,
+        expiry=timedelta(hours=24),
+    )
+    capture = AbandonCapture(
+        pool, {("pbx", "sales"): ref}, NumberPolicy.build("RU"), clock=lambda: NOW
+    )
+    claimer = RecordingClaimer(campaign_id)
+    capture.claimer = claimer
+    return capture, claimer, campaign_id
+
+
+def _abandon(uniqueid: str = "1700000000.1", number: str = "89161234567") -> QueueAbandon:
+    return QueueAbandon(
+        pbx="pbx",
+        queue="sales",
+        uniqueid=uniqueid,
+        caller_number=number,
+        abandoned_at=NOW,
+        hold_seconds=30,
+    )
+
+
+async def test_the_abandon_is_stored_and_claimed_for_the_offered_operator(pool: Any) -> None:
+    capture, claimer, _ = await _setup(pool)
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    [(offer, result)] = claimer.settled
+    assert result is not None
+    assert result["claim"] is not None
+    claim = result["claim"]
+    assert claim["request"]["number"] == "+79161234567"
+    assert claim["request"]["status"] == "dialing"
+    assert claim["attempt"]["id"] == str(offer.attempt_id)
+    assert claim["attempt"]["operator_interface"] == OP1
+    assert claim["attempt"]["operator_channel_id"] == f"callbackd-{offer.attempt_id}"
+    assert claim["attempt"]["client_channel_id"] == f"callbackd-{offer.attempt_id}-client"
+    assert claim["attempt"]["claimed_by"] == "me"
+    row = await pool.fetchrow("SELECT status, abandon_count FROM callback_requests")
+    assert (row["status"], row["abandon_count"]) == ("dialing", 1)
+    link = await pool.fetchrow("SELECT request_id, outcome FROM queue_abandons")
+    assert (link["request_id"], link["outcome"]) == (claim["request"]["id"], "stored")
+
+
+async def test_an_operator_in_a_call_elsewhere_refuses_the_claim_not_the_abandon(
+    pool: Any,
+) -> None:
+    capture, claimer, campaign_id = await _setup(pool)
+    # Another instance is calling OP1 for an earlier request right now.
+    earlier = await pool.fetchval(
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "VALUES ($1, '+79160000001', 'api') RETURNING id",
+        campaign_id,
+    )
+    other = uuid.uuid4()
+    claimed = await pool.fetchrow(
+        D["claim_for_operator"],
+        campaign_id,
+        other,
+        "pbx",
+        OP1,
+        f"callbackd-{other}",
+        f"callbackd-{other}-client",
+        "me",
+        True,
+    )
+    assert claimed["request"]["id"] == earlier
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    [(_offer, result)] = claimer.settled
+    assert result is not None
+    assert "claim" not in result
+    assert result["claim_refused"] == {
+        "sqlstate": "23505",
+        "constraint": "attempts_one_in_flight_per_operator",
+    }
+    stored = await pool.fetchrow(
+        "SELECT status FROM callback_requests WHERE number = '+79161234567'"
+    )
+    assert stored["status"] == "pending"  # kept, for the next free operator
+    assert await pool.fetchval("SELECT count(*) FROM attempts") == 1
+
+
+async def test_a_hostile_number_refuses_the_claim_with_its_check(pool: Any) -> None:
+    capture, claimer, campaign_id = await _setup(pool)
+    # Someone edited the database by hand and removed callbackd's own guard first.
+    await pool.execute(
+        "ALTER TABLE callback_requests DROP CONSTRAINT callback_requests_number_check"
+    )
+    await pool.execute(
+        "INSERT INTO callback_requests (campaign_id, number, source, priority) "
+        "VALUES ($1, '+7916&Dial(x)', 'api', 9)",
+        campaign_id,
+    )
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    [(_offer, result)] = claimer.settled
+    assert result is not None
+    assert result["claim_refused"]["sqlstate"] == "23514"
+    assert await pool.fetchval("SELECT count(*) FROM attempts") == 0
+    stored = "SELECT status FROM callback_requests WHERE number = '+79161234567'"
+    assert await pool.fetchval(stored) == "pending"
+
+
+async def test_nothing_due_for_the_operator_claims_nothing(pool: Any) -> None:
+    capture, claimer, _ = await _setup(pool, initial_delay=timedelta(days=1))
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    [(_offer, result)] = claimer.settled
+    assert result is not None
+    assert result["claim"] is None
+    assert await pool.fetchval("SELECT status FROM callback_requests") == "pending"
+    assert await pool.fetchval("SELECT count(*) FROM attempts") == 0
+
+
+async def test_a_duplicate_sighting_settles_the_offer_with_nothing(pool: Any) -> None:
+    capture, claimer, _ = await _setup(pool)
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.DUPLICATE
+    assert [result is None for _, result in claimer.settled] == [False, True]
+    assert await pool.fetchval("SELECT count(*) FROM attempts") == 1
+
+
+async def test_a_failed_statement_gives_the_operator_back(pool: Any) -> None:
+    capture, claimer, _ = await _setup(pool)
+    await pool.execute("ALTER FUNCTION callbackd_capture_and_claim RENAME TO gone")
+    with pytest.raises(Exception, match="callbackd_capture_and_claim"):
+        await capture.on_abandon(_abandon())
+    assert [result for _, result in claimer.settled] == [None]
+
+
+async def test_the_dialer_claim_and_the_untracked_adoption_queries(pool: Any) -> None:
+    """adopt_untracked: this instance's in-flight attempts it does not follow, once older
+    than the grace period; not the ones it follows, not other instances'."""
+    campaign_id = await pool.fetchval(
+        "INSERT INTO campaigns (name, pbx, queue, mode) "
+        "VALUES ('sales', 'pbx', 'sales', 'operator_first') RETURNING id"
+    )
+    await pool.execute(D["register_instance"], "me", "host", 1)
+    await pool.execute(D["register_instance"], "other", "host", 2)
+    ids = []
+    for n, (owner, age) in enumerate([("me", 60), ("me", 60), ("me", 1), ("other", 60)]):
+        await pool.execute(
+            "INSERT INTO callback_requests (campaign_id, number, source) VALUES ($1, $2, 'api')",
+            campaign_id,
+            f"+7916000000{n}",
+        )
+        attempt = uuid.uuid4()
+        row = await pool.fetchrow(
+            D["claim_for_operator"],
+            campaign_id,
+            attempt,
+            "pbx",
+            f"Local/op{n}@lab-operators",
+            f"callbackd-{attempt}",
+            f"callbackd-{attempt}-client",
+            owner,
+            True,
+        )
+        assert row is not None
+        await pool.execute(
+            "UPDATE attempts SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
+            attempt,
+            age,
+        )
+        ids.append(attempt)
+    followed = [ids[1]]
+    rows = await pool.fetch(
+        D["adopt_untracked"], "me", timedelta(seconds=20), followed, [campaign_id], ["pbx"]
+    )
+    assert [r["id"] for r in rows] == [ids[0]]
