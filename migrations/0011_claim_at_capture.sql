@@ -15,7 +15,7 @@
 -- found nothing (LIMIT 1 over UNION ALL stops at the first row), so it locks nothing it
 -- does not claim. The partial unique indexes on attempts refuse a second in-flight call to
 -- the same number or operator (unique_violation, raised to the caller).
--- Returns {"request": ..., "attempt": ...}, or NULL when nothing is due for the operator.
+-- Returns one row (request, attempt), or none when nothing is due for the operator.
 CREATE FUNCTION callbackd_claim_for_operator(
     p_campaign_id bigint,
     p_attempt_id uuid,
@@ -25,11 +25,10 @@ CREATE FUNCTION callbackd_claim_for_operator(
     p_client_channel text,
     p_instance text,
     p_ordinary boolean
-) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    claim jsonb;
+) RETURNS TABLE (request jsonb, attempt jsonb) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 BEGIN
-    WITH candidate AS (
+    RETURN QUERY WITH candidate AS (
         SELECT pick.id, pick.call_now
         FROM (
             SELECT now_pick.id, true AS call_now
@@ -96,10 +95,7 @@ BEGIN
         FROM claimed
         RETURNING *
     )
-    SELECT jsonb_build_object('request', to_jsonb(claimed.*), 'attempt', to_jsonb(attempt.*))
-    INTO claim
-    FROM claimed, attempt;
-    RETURN claim;
+    SELECT to_jsonb(claimed.*), to_jsonb(attempt.*) FROM claimed, attempt;
 END
 $$;
 
@@ -144,10 +140,11 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        claim := callbackd_claim_for_operator(
+        SELECT jsonb_build_object('request', c.request, 'attempt', c.attempt) INTO claim
+        FROM callbackd_claim_for_operator(
             p_campaign_id, p_attempt_id, p_pbx, p_operator, p_operator_channel,
             p_client_channel, p_instance, true
-        );
+        ) AS c;
     EXCEPTION WHEN unique_violation OR check_violation THEN
         GET STACKED DIAGNOSTICS refused_constraint = CONSTRAINT_NAME;
         RETURN captured || jsonb_build_object(

@@ -118,6 +118,4 @@ LIMIT 1;
 -- database refuses is documented there). Capture runs the same function after storing an
 -- abandon when the dialer offered it a free operator (capture.sql, capture_and_claim). No
 -- row: nothing is due for this operator.
-SELECT claim -> 'request' AS request, claim -> 'attempt' AS attempt
-FROM callbackd_claim_for_operator($1, $2, $3, $4, $5, $6, $7, $8) AS claim
-WHERE claim IS NOT NULL;
+SELECT request, attempt FROM callbackd_claim_for_operator($1, $2, $3, $4, $5, $6, $7, $8);
