@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
-from callbackd.db.pool import connect
+from callbackd.db.pool import connect, create_pool
 from callbackd.lab.postgres import LabPostgres
 
 TEMPLATE_DB = "callbackd_template"
@@ -69,3 +69,13 @@ async def db(database: str) -> AsyncIterator[Any]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[Any]:
+    """The daemon's kind of pool (callbackd.db.pool) on a fresh migrated database."""
+    p = await create_pool(database, min_size=2, max_size=4)
+    try:
+        yield p
+    finally:
+        await p.close()

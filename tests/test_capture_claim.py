@@ -8,13 +8,12 @@ The dialer is replaced by a recorder of what capture hands back; the dialer's ow
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from callbackd.db.pool import create_pool
 from callbackd.db.sql import load_queries
 from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
@@ -49,15 +48,6 @@ class RecordingClaimer:
 
     async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
         self.settled.append((offer, result))
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[Any]:
-    p = await create_pool(database, min_size=1, max_size=2)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def _setup(

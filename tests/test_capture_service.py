@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,15 +59,6 @@ def _abandon(uniqueid: str, number: str | None = "8 (916) 123-45-67", **kw: Any)
     }
     values.update(kw)
     return QueueAbandon(**values)
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[Any]:
-    p = await create_pool(database, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def _capture(pool: Any, *campaigns: CampaignRef, **kw: Any) -> AbandonCapture:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from callbackd.db.models import CallbackRequest
-from callbackd.db.pool import connect, create_pool
+from callbackd.db.pool import connect
 from callbackd.db.sql import load_queries
 from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
@@ -160,15 +159,6 @@ async def test_a_declined_request_is_not_offered_to_the_same_operator_again(db: 
 
 
 # ----------------------------------------------------------------- capture in one call
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[Any]:
-    p = await create_pool(database, min_size=2, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def test_one_sighting_wins_when_live_event_and_replay_race(pool: Any) -> None:
