@@ -190,9 +190,11 @@ async def main_async(
         await asyncio.sleep(3)  # the daemon connects, loads the operator board, listens
         if daemon.poll() is not None:
             raise RuntimeError(f"callbackd exited: {(workdir / 'callbackd.log').read_text()}")
-        # callbackd's own least-privilege account: its shipped event filter passes the
-        # UserEvents and little else, so the benchmark's reader keeps up at 500 calls/s.
-        driver = await LabDriver.connect(pbx.ami_callbackd)
+        # The lab account, filtered for this session to what the benchmark reads (its own
+        # OriginateResponses and the timing UserEvents), so its reader keeps up at 500/s.
+        driver = await LabDriver.connect(pbx.ami_lab)
+        for rule in ("Event: UserEvent", "Event: OriginateResponse"):
+            await driver.action({"Action": "Filter", "Operation": "Add", "Filter": rule})
         fast = f"agi://127.0.0.1:{agi_port}"
         results = []
         await _phase(driver, fast, numbers, rate=20, seconds=1)  # warm-up, not reported
