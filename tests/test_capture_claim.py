@@ -76,6 +76,22 @@ async def _setup(
     return capture, claimer, campaign_id
 
 
+async def _claim(pool: Any, campaign_id: int, operator: str, owner: str) -> Any:
+    """The dialer's own claim (claim_for_operator) for *operator*, as instance *owner*."""
+    attempt = uuid.uuid4()
+    return await pool.fetchrow(
+        D["claim_for_operator"],
+        campaign_id,
+        attempt,
+        "pbx",
+        operator,
+        f"callbackd-{attempt}",
+        f"callbackd-{attempt}-client",
+        owner,
+        True,
+    )
+
+
 def _abandon(uniqueid: str = "1700000000.1", number: str = "89161234567") -> QueueAbandon:
     return QueueAbandon(
         pbx="pbx",
@@ -117,18 +133,7 @@ async def test_an_operator_in_a_call_elsewhere_refuses_the_claim_not_the_abandon
         "VALUES ($1, '+79160000001', 'api') RETURNING id",
         campaign_id,
     )
-    other = uuid.uuid4()
-    claimed = await pool.fetchrow(
-        D["claim_for_operator"],
-        campaign_id,
-        other,
-        "pbx",
-        OP1,
-        f"callbackd-{other}",
-        f"callbackd-{other}-client",
-        "me",
-        True,
-    )
+    claimed = await _claim(pool, campaign_id, OP1, "me")
     assert claimed["request"]["id"] == earlier
     assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
     [(_offer, result)] = claimer.settled
@@ -207,19 +212,9 @@ async def test_the_dialer_claim_and_the_untracked_adoption_queries(pool: Any) ->
             campaign_id,
             f"+7916000000{n}",
         )
-        attempt = uuid.uuid4()
-        row = await pool.fetchrow(
-            D["claim_for_operator"],
-            campaign_id,
-            attempt,
-            "pbx",
-            f"Local/op{n}@lab-operators",
-            f"callbackd-{attempt}",
-            f"callbackd-{attempt}-client",
-            owner,
-            True,
-        )
+        row = await _claim(pool, campaign_id, f"Local/op{n}@lab-operators", owner)
         assert row is not None
+        attempt = uuid.UUID(row["attempt"]["id"])
         await pool.execute(
             "UPDATE attempts SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
             attempt,

@@ -309,12 +309,7 @@ class Dialer:
         operator = free[0]
         ring = campaign.settings.operator_ring_seconds
         board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
-        return ClaimOffer(
-            campaign_id=campaign.id,
-            operator=operator,
-            attempt_id=uuid.uuid4(),
-            instance=self.instance,
-        )
+        return self._new_offer(campaign, operator)
 
     async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
         """Settle an offer with what capture's statement returned (None: it did not run)."""
@@ -381,10 +376,8 @@ class Dialer:
         now: datetime,
     ) -> bool:
         """Claim the best due request for this operator and start the call; False if none."""
-        attempt_id = uuid.uuid4()
-        channel_id = f"callbackd-{attempt_id}"
         try:
-            row = await self._claim_for_operator(campaign, attempt_id, operator, channel_id)
+            row = await self._claim_for_operator(campaign, self._new_offer(campaign, operator))
         except asyncpg.UniqueViolationError as err:
             self._claim_refused(
                 campaign, board, operator, getattr(err, "constraint_name", None), now
@@ -451,20 +444,27 @@ class Dialer:
             client_attempts=request.client_attempts,
         )
 
-    async def _claim_for_operator(
-        self, campaign: DialerCampaign, attempt_id: uuid.UUID, operator: str, channel_id: str
-    ) -> Any:
+    def _new_offer(self, campaign: DialerCampaign, operator: str) -> ClaimOffer:
+        """A fresh attempt id for this operator; the channel ids follow from it."""
+        return ClaimOffer(
+            campaign_id=campaign.id,
+            operator=operator,
+            attempt_id=uuid.uuid4(),
+            instance=self.instance,
+        )
+
+    async def _claim_for_operator(self, campaign: DialerCampaign, offer: ClaimOffer) -> Any:
         """ "Call now" requests first, then (not in CRM-task mode) the ordinary order: one
         statement, one round trip."""
         return await self._pool.fetchrow(
             self._queries["claim_for_operator"],
             campaign.id,
-            attempt_id,
+            offer.attempt_id,
             campaign.pbx,
-            operator,
-            channel_id,
-            f"{channel_id}-client",
-            self.instance,
+            offer.operator,
+            offer.operator_channel_id,
+            offer.client_channel_id,
+            offer.instance,
             campaign.settings.mode != "crm_task",
         )
 
