@@ -181,7 +181,10 @@ class Application:
         capture_handler = CaptureEventHandler(capture)
         verifier = AccountVerifier(timeout=5.0)
         self.verifier = verifier
-        self.boards = {endpoint.name: OperatorBoard() for endpoint in settings.ami}
+        self.boards = {
+            endpoint.name: OperatorBoard(settle_seconds=settings.daemon.operator_settle_seconds)
+            for endpoint in settings.ami
+        }
         dialer = Dialer(
             pool=self.pool,
             links=self.links,

@@ -397,6 +397,15 @@ class DaemonSettings(_Model):
         description="The dialer looks for due callbacks at least this often; events (an "
         "operator freed, a request stored or due) wake it sooner.",
     )
+    operator_settle_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="After callbackd's own call to an operator ends, the operator is offered "
+        "again once Asterisk reports their phone's state anew, or after this long if no "
+        "report comes (a phone whose state never changed). Asterisk's reports lag under "
+        "load; acting on the state from before the call could ring a phone now in use.",
+    )
     heartbeat_seconds: Seconds = Field(
         default=5.0,
         description="How often this instance records that it is alive (and looks for the "

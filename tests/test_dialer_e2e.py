@@ -188,6 +188,71 @@ async def test_a_declining_operator_hands_the_call_to_another(
     assert row["operator_declines"] == 1
 
 
+async def test_after_its_call_an_operator_waits_for_asterisk_to_report_the_phone_again(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    # Under load Asterisk reports device states late: when callbackd's call ends, the board
+    # may still hold the state from before it rang while the phone has taken another call.
+    # Here the operator's phone state comes from a custom device the test sets, so callbackd's
+    # own call changes nothing Asterisk reports, as when that report is late.
+    device = f"Custom:cbtest-{secrets.token_hex(4)}"
+    operator = "Local/op5@lab-operators"
+    pbx.set_operator("op5", "busy")  # every call ends at once; the request goes back
+    pbx.cli(f"devstate change {device} NOT_INUSE")
+    for op in OPS:
+        await pause(ami_driver, op, True)
+    pbx.cli(f"queue add member {operator} to lab-sales penalty 0 as op5 state_interface {device}")
+    settle = 4.0
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"sales": campaign()},
+        daemon={"shutdown_grace_seconds": 5, "operator_settle_seconds": settle},
+    )
+
+    async def finished_calls() -> list[Any]:
+        rows: list[Any] = await db.fetch(
+            "SELECT * FROM attempts WHERE state = 'finished' ORDER BY created_at"
+        )
+        return rows
+
+    async def calls_finished(count: int) -> None:
+        async def enough() -> bool:
+            return len(await finished_calls()) >= count
+
+        await wait_until(enough, timeout=30, what=f"{count} calls to op5 finished")
+
+    async with running_daemon(settings):
+        for _ in range(4):
+            await add_request(db, fresh_number())
+        await calls_finished(2)
+        first, second = (await finished_calls())[:2]
+        # No report came after the first call: op5 was held for the settle time, not rung
+        # again at once on the state from before the call.
+        gap = (second["created_at"] - first["ended_at"]).total_seconds()
+        assert settle - 0.2 <= gap <= settle + 2.5, gap
+        # A report after the second call says the phone is in use: op5 stays off, past the
+        # settle time too; the report that it is idle again frees op5 at once.
+        pbx.cli(f"devstate change {device} INUSE")
+        await asyncio.sleep(settle + 1.5)
+        assert len(await db.fetch("SELECT id FROM attempts")) == 2
+        idle_at = await db.fetchval("SELECT clock_timestamp()")
+        pbx.cli(f"devstate change {device} NOT_INUSE")
+        await calls_finished(3)
+        third = (await finished_calls())[2]
+        assert (third["created_at"] - idle_at).total_seconds() < 1.5
+        # Right after the third call, the phone is reported busy and then idle: the fresh
+        # idle report frees op5 well before the settle time would have.
+        pbx.cli(f"devstate change {device} INUSE")
+        pbx.cli(f"devstate change {device} NOT_INUSE")
+        await calls_finished(4)
+        fourth = (await finished_calls())[3]
+    assert (fourth["created_at"] - third["ended_at"]).total_seconds() < settle - 1.5
+    calls = (first, second, third, fourth)
+    assert {a["operator_interface"] for a in calls} == {operator}
+    assert [a["outcome"] for a in calls] == ["operator_busy"] * 4
+
+
 async def test_nothing_is_dialled_until_an_operator_is_free(
     pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
 ) -> None:

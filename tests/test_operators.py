@@ -282,6 +282,62 @@ def test_a_new_reservation_replaces_the_old_deadline() -> None:
     assert len(board.free_members(Q, NOW + timedelta(seconds=5))) == 1
 
 
+# --------------------------------------------------------------------------- settling
+
+
+def test_after_our_call_ends_the_operator_waits_for_a_fresh_report() -> None:
+    # Our call ended before Asterisk's report of it came: the board still says "idle" from
+    # before the call, and the phone may meanwhile have taken another call.
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=30))
+    board.settle(Q, "PJSIP/1", NOW)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
+    # The late report: the phone is in use (another call) -- still not free.
+    board.update_member(member("PJSIP/1", status=DeviceState.INUSE))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
+    board.update_member(member("PJSIP/1"))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1", "PJSIP/2"]
+
+
+def test_a_fresh_idle_report_frees_a_settling_operator_at_once() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.settle(Q, "PJSIP/1", NOW)
+    board.update_member(member("PJSIP/1"))
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_a_snapshot_settles_too() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.settle(Q, "PJSIP/1", NOW)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_without_a_report_the_operator_is_free_after_the_settle_time() -> None:
+    # A phone whose state never changed (the Originate failed at once) sends no report.
+    board = OperatorBoard(settle_seconds=2.5)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    board.settle(Q, "PJSIP/1", NOW)
+    assert board.free_members(Q, NOW + timedelta(seconds=2.4)) == []
+    assert len(board.free_members(Q, NOW + timedelta(seconds=2.5))) == 1
+
+
+def test_settling_covers_the_same_phone_in_every_queue() -> None:
+    board = board_with(member("Local/101@agents/n", state_interface="PJSIP/101"))
+    board.replace_queue(
+        "sales", [member("PJSIP/101", queue="sales", state_interface="PJSIP/101")], 0
+    )
+    board.settle(Q, "Local/101@agents/n", NOW)
+    assert board.free_members("sales", NOW) == []
+    board.update_member(member("PJSIP/101", queue="sales", state_interface="PJSIP/101"))
+    assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_settle_time_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        OperatorBoard(settle_seconds=-1)
+
+
 # --------------------------------------------------------------------------- release_slots
 
 

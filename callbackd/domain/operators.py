@@ -92,10 +92,14 @@ class OperatorBoard:
     for one queue makes it busy for the other too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, settle_seconds: float = 3.0) -> None:
+        if not settle_seconds >= 0:
+            raise ValueError("settle_seconds must not be negative")
+        self.settle_seconds = settle_seconds
         self._members: dict[str, dict[str, MemberState]] = {}
         self._waiting: dict[str, int] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
+        self._settling: dict[str, datetime] = {}  # device (or interface) -> until
         self._joined: dict[str, dict[str, datetime]] = {}  # queue -> caller id -> joined at
         # Callers counted out at their abandon whose QueueCallerLeave has not come yet.
         self._gone: dict[str, set[str]] = {}
@@ -198,9 +202,26 @@ class OperatorBoard:
         self._reserved[self._device_of(queue, interface)] = until
 
     def release(self, queue: str, interface: str) -> None:
-        """Drop a reservation early (the Originate failed or was never sent)."""
+        """Drop a reservation early (the Originate was never sent)."""
         self._reserved.pop(self._device_of(queue, interface), None)
         self._reserved.pop(interface, None)
+
+    def settle(self, queue: str, interface: str, now: datetime) -> None:
+        """callbackd's own call to this operator has ended: drop its reservation, and hold
+        the operator until Asterisk reports their device's state again, or for
+        :attr:`settle_seconds` if no report comes.
+
+        Asterisk reports device states after the fact, through a queue that lags under
+        load: when our call ends, what the board knows may still be the state from before
+        it rang. Meanwhile the phone may have taken another call (a direct call, a queue
+        call) whose state change is on its way. Offering the operator on the stale state
+        would ring a phone that is in use. A report that arrives after our call ended was
+        produced after it, so it is the first trustworthy word on the operator.
+        """
+        self.release(queue, interface)
+        self._settling[self._device_of(queue, interface)] = now + timedelta(
+            seconds=self.settle_seconds
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -240,6 +261,8 @@ class OperatorBoard:
         return member.device if member is not None else interface
 
     def _note_device_state(self, member: MemberState) -> None:
+        self._settling.pop(member.device, None)  # any fresh report settles the operator
+        self._settling.pop(member.interface, None)
         if member.in_call or member.status in _REACHED:
             self._reserved.pop(member.device, None)
             self._reserved.pop(member.interface, None)
@@ -247,8 +270,9 @@ class OperatorBoard:
     def _is_reserved(self, member: MemberState, now: datetime) -> bool:
         return any(
             now < until
+            for holds in (self._reserved, self._settling)
             for key in {member.device, member.interface}
-            if (until := self._reserved.get(key)) is not None
+            if (until := holds.get(key)) is not None
         )
 
     def _is_free(self, member: MemberState, now: datetime, campaign_wrapup: int) -> bool:

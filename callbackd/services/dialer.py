@@ -528,16 +528,18 @@ class Dialer:
         report: CallReport | None = None
         outcome: AttemptOutcome
         try:
-            try:
-                headers = self._originate(call)
-            except ValueError:
-                log.error("refusing to dial a number that is not E.164", number=call.attempt.number)
-                outcome = AttemptOutcome.FAILED
-            else:
-                outcome, report = await self._originate_and_follow(call, link, headers, log)
-        finally:
+            headers = self._originate(call)
+        except ValueError:
+            log.error("refusing to dial a number that is not E.164", number=call.attempt.number)
             if call.operator is not None:
                 board.release(call.campaign.queue, call.operator)
+            outcome = AttemptOutcome.FAILED
+        else:
+            try:
+                outcome, report = await self._originate_and_follow(call, link, headers, log)
+            finally:
+                if call.operator is not None:
+                    board.settle(call.campaign.queue, call.operator, self._clock())
         await self._finish(call, outcome, report, log)
 
     async def _originate_and_follow(
@@ -822,7 +824,7 @@ class Dialer:
             outcome, report = await self._follow_existing(call, link, log)
         finally:
             if call.operator is not None:
-                board.release(call.campaign.queue, call.operator)
+                board.settle(call.campaign.queue, call.operator, self._clock())
         await self._finish(call, outcome, report, log)
 
     async def _cancel_calls(self) -> None:
