@@ -398,7 +398,7 @@ class DaemonSettings(_Model):
         "operator freed, a request stored or due) wake it sooner.",
     )
     operator_settle_seconds: float = Field(
-        default=3.0,
+        default=2.0,
         ge=0,
         le=60,
         description="After callbackd's own call to an operator ends, the operator is offered "

@@ -290,7 +290,7 @@ def test_after_our_call_ends_the_operator_waits_for_a_fresh_report() -> None:
     # before the call, and the phone may meanwhile have taken another call.
     board = board_with(member("PJSIP/1"), member("PJSIP/2"))
     board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=30))
-    board.settle(Q, "PJSIP/1", NOW)
+    board.settle(Q, "PJSIP/1", NOW, after=board.report_mark())
     assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
     # The late report: the phone is in use (another call) -- still not free.
     board.update_member(member("PJSIP/1", status=DeviceState.INUSE))
@@ -301,14 +301,14 @@ def test_after_our_call_ends_the_operator_waits_for_a_fresh_report() -> None:
 
 def test_a_fresh_idle_report_frees_a_settling_operator_at_once() -> None:
     board = board_with(member("PJSIP/1"))
-    board.settle(Q, "PJSIP/1", NOW)
+    board.settle(Q, "PJSIP/1", NOW, after=board.report_mark())
     board.update_member(member("PJSIP/1"))
     assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
 
 
 def test_a_snapshot_settles_too() -> None:
     board = board_with(member("PJSIP/1"))
-    board.settle(Q, "PJSIP/1", NOW)
+    board.settle(Q, "PJSIP/1", NOW, after=board.report_mark())
     board.replace_queue(Q, [member("PJSIP/1")], 0)
     assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
 
@@ -317,7 +317,7 @@ def test_without_a_report_the_operator_is_free_after_the_settle_time() -> None:
     # A phone whose state never changed (the Originate failed at once) sends no report.
     board = OperatorBoard(settle_seconds=2.5)
     board.replace_queue(Q, [member("PJSIP/1")], 0)
-    board.settle(Q, "PJSIP/1", NOW)
+    board.settle(Q, "PJSIP/1", NOW, after=board.report_mark())
     assert board.free_members(Q, NOW + timedelta(seconds=2.4)) == []
     assert len(board.free_members(Q, NOW + timedelta(seconds=2.5))) == 1
 
@@ -327,10 +327,39 @@ def test_settling_covers_the_same_phone_in_every_queue() -> None:
     board.replace_queue(
         "sales", [member("PJSIP/101", queue="sales", state_interface="PJSIP/101")], 0
     )
-    board.settle(Q, "Local/101@agents/n", NOW)
+    board.settle(Q, "Local/101@agents/n", NOW, after=board.report_mark())
     assert board.free_members("sales", NOW) == []
     board.update_member(member("PJSIP/101", queue="sales", state_interface="PJSIP/101"))
     assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_report_that_came_after_the_call_ended_counts() -> None:
+    # The report may be handled between the event that ended our call and the moment the
+    # call's task settles the operator: it is fresh all the same.
+    board = board_with(member("PJSIP/1"))
+    ended = board.report_mark()
+    board.update_member(member("PJSIP/1", status=DeviceState.INUSE))
+    board.update_member(member("PJSIP/1"))
+    board.settle(Q, "PJSIP/1", NOW, after=ended)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_a_report_on_another_phone_does_not_count() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    ended = board.report_mark()
+    board.update_member(member("PJSIP/2"))
+    board.settle(Q, "PJSIP/1", NOW, after=ended)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
+
+
+def test_next_hold_end_is_the_earliest_running_hold() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    assert board.next_hold_end(NOW) is None
+    board.reserve(Q, "PJSIP/1", NOW + timedelta(seconds=9))
+    board.settle(Q, "PJSIP/2", NOW, after=board.report_mark())
+    assert board.next_hold_end(NOW) == NOW + timedelta(seconds=2)  # the default settle time
+    assert board.next_hold_end(NOW + timedelta(seconds=2)) == NOW + timedelta(seconds=9)
+    assert board.next_hold_end(NOW + timedelta(seconds=9)) is None
 
 
 def test_settle_time_must_not_be_negative() -> None:

@@ -92,7 +92,7 @@ class OperatorBoard:
     for one queue makes it busy for the other too.
     """
 
-    def __init__(self, *, settle_seconds: float = 3.0) -> None:
+    def __init__(self, *, settle_seconds: float = 2.0) -> None:
         if not settle_seconds >= 0:
             raise ValueError("settle_seconds must not be negative")
         self.settle_seconds = settle_seconds
@@ -100,6 +100,9 @@ class OperatorBoard:
         self._waiting: dict[str, int] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
         self._settling: dict[str, datetime] = {}  # device (or interface) -> until
+        # Every device report is numbered in arrival order, to tell what came after a mark.
+        self._reports = 0
+        self._reported: dict[str, int] = {}  # device (and interface) -> its latest report
         self._joined: dict[str, dict[str, datetime]] = {}  # queue -> caller id -> joined at
         # Callers counted out at their abandon whose QueueCallerLeave has not come yet.
         self._gone: dict[str, set[str]] = {}
@@ -206,22 +209,29 @@ class OperatorBoard:
         self._reserved.pop(self._device_of(queue, interface), None)
         self._reserved.pop(interface, None)
 
-    def settle(self, queue: str, interface: str, now: datetime) -> None:
-        """callbackd's own call to this operator has ended: drop its reservation, and hold
-        the operator until Asterisk reports their device's state again, or for
-        :attr:`settle_seconds` if no report comes.
+    def report_mark(self) -> int:
+        """A mark in the stream of device reports, for :meth:`settle`'s ``after``."""
+        return self._reports
+
+    def settle(self, queue: str, interface: str, now: datetime, *, after: int) -> None:
+        """callbackd's own call to this operator ended when the reports had reached mark
+        *after*: drop its reservation, and unless a report on the operator's device has
+        arrived since, hold the operator until one does, or for :attr:`settle_seconds`.
 
         Asterisk reports device states after the fact, through a queue that lags under
         load: when our call ends, what the board knows may still be the state from before
         it rang. Meanwhile the phone may have taken another call (a direct call, a queue
         call) whose state change is on its way. Offering the operator on the stale state
-        would ring a phone that is in use. A report that arrives after our call ended was
-        produced after it, so it is the first trustworthy word on the operator.
+        would ring a phone that is in use. AMI delivers events in the order Asterisk
+        produced them, so a report that arrives after the event telling us the call ended
+        is the first trustworthy word on the operator.
         """
+        device = self._device_of(queue, interface)
         self.release(queue, interface)
-        self._settling[self._device_of(queue, interface)] = now + timedelta(
-            seconds=self.settle_seconds
-        )
+        latest = max(self._reported.get(device, 0), self._reported.get(interface, 0))
+        if latest > after:
+            return
+        self._settling[device] = now + timedelta(seconds=self.settle_seconds)
 
     # ----------------------------------------------------------------- queries
 
@@ -247,6 +257,12 @@ class OperatorBoard:
         )
         return free
 
+    def next_hold_end(self, now: datetime) -> datetime | None:
+        """When the next reservation or settling hold still running at *now* runs out (a
+        waiting dialer looks again then), or None."""
+        ends = [until for holds in (self._reserved, self._settling) for until in holds.values()]
+        return min((until for until in ends if until > now), default=None)
+
     def callers_waiting(self, queue: str) -> int:
         return self._waiting.get(queue, 0)
 
@@ -261,6 +277,8 @@ class OperatorBoard:
         return member.device if member is not None else interface
 
     def _note_device_state(self, member: MemberState) -> None:
+        self._reports += 1
+        self._reported[member.device] = self._reported[member.interface] = self._reports
         self._settling.pop(member.device, None)  # any fresh report settles the operator
         self._settling.pop(member.interface, None)
         if member.in_call or member.status in _REACHED:

@@ -89,6 +89,8 @@ class _Call:
     operator: str | None
     result: asyncio.Future[CallReport]
     stage: str | None = None
+    ended_mark: int | None = None
+    """The board's report mark when the call's final report arrived (see OperatorBoard.settle)."""
 
 
 @dataclass
@@ -194,6 +196,8 @@ class Dialer:
         if call is None or call.result.done():
             return
         talk = str(message.get(contract.HEADER_TALK_TIME_MS.lower(), "")).strip()
+        # Device reports that follow this event in the stream postdate the call's end.
+        call.ended_mark = self._boards[call.campaign.pbx].report_mark()
         call.result.set_result(
             CallReport(
                 stage=str(message.get("stage", "")),
@@ -229,12 +233,21 @@ class Dialer:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                 # that races a wake-up, and this loop would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_interval):
+                    async with asyncio.timeout(self._wait_seconds()):
                         await self._wake.wait()
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._cancel_calls()
+
+    def _wait_seconds(self) -> float:
+        """Until the next poll, or sooner when an operator's hold runs out (no event
+        announces that)."""
+        now = self._clock()
+        ends = [end for board in self._boards.values() if (end := board.next_hold_end(now))]
+        if not ends:
+            return self._poll_interval
+        return min(self._poll_interval, (min(ends) - now).total_seconds() + 0.001)
 
     async def drain(self, deadline: float) -> int:
         """Stop claiming; let live calls finish within ``deadline`` s; return those left."""
@@ -538,9 +551,17 @@ class Dialer:
             try:
                 outcome, report = await self._originate_and_follow(call, link, headers, log)
             finally:
-                if call.operator is not None:
-                    board.settle(call.campaign.queue, call.operator, self._clock())
+                self._settle(call, board)
         await self._finish(call, outcome, report, log)
+
+    def _settle(self, call: _Call, board: OperatorBoard) -> None:
+        """The call is over: its operator is offered again once the board is fresh."""
+        if call.operator is None:
+            return
+        # Without the final report's mark (an Originate that failed, a reconciliation),
+        # only reports from now on count: the safe side.
+        after = call.ended_mark if call.ended_mark is not None else board.report_mark()
+        board.settle(call.campaign.queue, call.operator, self._clock(), after=after)
 
     async def _originate_and_follow(
         self, call: _Call, link: AmiLink, headers: dict[str, Any], log: Any
@@ -823,8 +844,7 @@ class Dialer:
         try:
             outcome, report = await self._follow_existing(call, link, log)
         finally:
-            if call.operator is not None:
-                board.settle(call.campaign.queue, call.operator, self._clock())
+            self._settle(call, board)
         await self._finish(call, outcome, report, log)
 
     async def _cancel_calls(self) -> None:

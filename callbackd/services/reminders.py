@@ -202,7 +202,12 @@ class ReminderCaller:
                     reason = int(str(response.get("reason", "0")) or 0)
                     outcome = _REMINDER_OUTCOMES.get(reason, "failed")
         finally:
-            board.settle(campaign.queue, reminder.operator_interface, self._clock())
+            board.settle(
+                campaign.queue,
+                reminder.operator_interface,
+                self._clock(),
+                after=board.report_mark(),
+            )
             self._ringing.pop((campaign.pbx, reminder.operator_interface), None)
             self._tasks.pop(reminder.id, None)
         try:
