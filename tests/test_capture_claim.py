@@ -7,13 +7,15 @@ The dialer is replaced by a recorder of what capture hands back; the dialer's ow
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from callbackd.db.pool import connect
 from callbackd.db.sql import load_queries
 from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
@@ -226,3 +228,87 @@ async def test_the_dialer_claim_and_the_untracked_adoption_queries(pool: Any) ->
         D["adopt_untracked"], "me", timedelta(seconds=20), followed, [campaign_id], ["pbx"]
     )
     assert [r["id"] for r in rows] == [ids[0]]
+
+
+# --------------------------------------------------------------------------- wake-ups
+
+
+class DueWakeups:
+    """What a dialer LISTENing on callbackd_request_due is told, in commit order."""
+
+    CHANNEL = "callbackd_request_due"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.payloads: list[str] = []
+        self._seen = asyncio.Event()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.payloads.append(payload)
+        self._seen.set()
+
+    async def so_far(self, pool: Any) -> list[str]:
+        """Everything committed until now: a marker NOTIFY sent after it arrives last."""
+        await pool.execute(f"NOTIFY {self.CHANNEL}, 'marker'")
+        async with asyncio.timeout(5):
+            while "marker" not in self.payloads:
+                self._seen.clear()
+                await self._seen.wait()
+        heard = self.payloads[: self.payloads.index("marker")]
+        self.payloads.clear()
+        return heard
+
+
+@pytest.fixture
+async def due_wakeups(database: str) -> AsyncIterator[DueWakeups]:
+    conn = await connect(database)
+    wakeups = DueWakeups(conn)
+    await conn.add_listener(DueWakeups.CHANNEL, wakeups._on_notify)
+    try:
+        yield wakeups
+    finally:
+        await conn.close()
+
+
+async def test_an_abandon_claimed_in_the_same_statement_wakes_no_dialer(
+    pool: Any, due_wakeups: DueWakeups
+) -> None:
+    capture, _claimer, _ = await _setup(pool)
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    assert await pool.fetchval("SELECT status FROM callback_requests") == "dialing"
+    assert await due_wakeups.so_far(pool) == []
+
+
+async def test_an_abandon_left_pending_wakes_the_dialers_with_its_campaign(
+    pool: Any, due_wakeups: DueWakeups
+) -> None:
+    capture, claimer, campaign_id = await _setup(pool)
+    capture.claimer = None  # no operator free: stored only
+    assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+    assert await due_wakeups.so_far(pool) == [str(campaign_id)]
+    assert claimer.settled == []
+
+
+async def test_the_wakeup_follows_the_request_as_it_is_at_commit(
+    pool: Any, due_wakeups: DueWakeups
+) -> None:
+    _capture, _claimer, campaign_id = await _setup(pool)
+    insert = (
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "VALUES ($1, $2, 'api') RETURNING id"
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        gone = await conn.fetchval(insert, campaign_id, "+79160000001")
+        await conn.execute(
+            "UPDATE callback_requests SET status = 'cancelled', closed_at = now() WHERE id = $1",
+            gone,
+        )
+    assert await due_wakeups.so_far(pool) == []
+    request_id = await pool.fetchval(insert, campaign_id, "+79160000002")
+    assert await due_wakeups.so_far(pool) == [str(campaign_id)]
+    # Due again later (a retry): a change of due_at on a pending request wakes too.
+    await pool.execute(
+        "UPDATE callback_requests SET due_at = now() + interval '1 minute' WHERE id = $1",
+        request_id,
+    )
+    assert await due_wakeups.so_far(pool) == [str(campaign_id)]
