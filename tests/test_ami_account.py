@@ -84,10 +84,13 @@ async def test_the_event_filter_lets_only_callbackds_events_through(
     pbx: LabAsterisk, ami_driver: LabDriver
 ) -> None:
     received: dict[str, list[str]] = {"callbackd": [], "lab": []}
+    user_events: dict[str, list[str]] = {"callbackd": [], "lab": []}
 
     def collector(who: str):
         async def collect(_link: AmiLink, event: Message) -> None:
             received[who].append(str(event["Event"]))
+            if event["Event"] == "UserEvent":
+                user_events[who].append(str(event.get("UserEvent")))
 
         return collect
 
@@ -102,6 +105,18 @@ async def test_the_event_filter_lets_only_callbackds_events_through(
     try:
         for link, _ in links:
             await link.wait_up(5)
+        # Other applications' UserEvents stay out; callbackd's own names come through.
+        for name in ("OtherApplication", "CallbackdFilterCheck"):
+            reply = await ami_driver.action({"Action": "UserEvent", "UserEvent": name})
+            assert reply.success, reply
+        await wait_until(
+            lambda: (
+                "CallbackdFilterCheck" in user_events["callbackd"]
+                and "CallbackdFilterCheck" in user_events["lab"]
+            ),
+            timeout=5,
+            what="the UserEvents",
+        )
         async with ami_driver.events("QueueCallerAbandon") as events:
             channel_id = await ami_driver.originate_caller("79161234567", wait_seconds=1)
             await events.next(
@@ -116,6 +131,8 @@ async def test_the_event_filter_lets_only_callbackds_events_through(
             task.cancel()
         await asyncio.gather(*(task for _, task in links), return_exceptions=True)
     assert set(received["callbackd"]) <= SUBSCRIBED_EVENTS
+    assert "OtherApplication" in user_events["lab"]
+    assert "OtherApplication" not in user_events["callbackd"]
     # Asterisk sends every session the OriginateResponse of every Originate; the shipped
     # filter keeps only those of callbackd's own ActionIDs (the dialer e2e tests get theirs).
     assert "OriginateResponse" in received["lab"]

@@ -570,7 +570,7 @@ async def test_health_metrics_and_request_id(
     status, health, headers = await call(
         http, "GET", "/v1/health", token=reader, headers={"X-Request-Id": "trace-health-1"}
     )
-    assert status == 200
+    assert status == 503  # degraded: no PBX
     assert headers["X-Request-Id"] == "trace-health-1"
     assert health["components"]["database"] == {"healthy": True}
     assert health["components"]["ami"]["lab"]["state"] != "up"  # no PBX on that port
@@ -587,12 +587,12 @@ async def test_health_metrics_and_request_id(
     assert 'callbackd_ami_up{pbx="lab"} 0.0' in text
     assert "callbackd_capture_events_total" in text
     assert "callbackd_dialer_in_flight 0.0" in text
-    assert 'callbackd_http_requests_total{method="GET",route="health",status="200"}' in text
+    assert 'callbackd_http_requests_total{method="GET",route="health",status="503"}' in text
 
     lines = [json.loads(line) for line in daemon.log_text().splitlines() if line.startswith("{")]
     traced = [line for line in lines if line.get("http_request_id") == "trace-health-1"]
     [logged] = [line for line in traced if line["event"] == "http request"]
-    assert (logged["route"], logged["status"], logged["client"]) == ("health", 200, "reader")
+    assert (logged["route"], logged["status"], logged["client"]) == ("health", 503, "reader")
     [doc] = [
         line
         for line in lines
@@ -629,7 +629,9 @@ def test_generated_requests_never_get_a_5xx(
     """Schemathesis input from the served document, valid and invalid: never a 5xx, and
     every answer is a documented status with the documented content type and schema."""
     operation = api_schema[path][method]
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance]
+    checks = [status_code_conformance, content_type_conformance]
+    if path != "/v1/health":  # its documented 503 means "degraded" (this daemon has no PBX)
+        checks.append(not_a_server_error)
     if mode is GenerationMode.POSITIVE:
         checks.append(response_schema_conformance)
 

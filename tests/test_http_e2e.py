@@ -47,6 +47,7 @@ async def test_call_now_over_http_bridges_operator_and_client(
         assert "http-api" in app.supervisor.running
         async with http.get("/v1/health", headers=auth) as reply:
             health = await reply.json()
+            assert reply.status == 200
         assert health["status"] == "ok", health
         assert health["components"]["ami"]["lab"]["state"] == "up"
 

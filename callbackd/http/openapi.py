@@ -119,6 +119,12 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
         schema = {"type": "object"} if is_json else {"type": "string"}
         success["content"] = {op.response_type: {"schema": schema}}
     responses[str(op.status)] = success
+    if op.handler == "health":
+        # A probe (load balancer, monitoring, curl -f) reads the status code alone.
+        responses["503"] = {
+            "description": 'Degraded: a component is unhealthy (the same body, status "degraded")',
+            "content": success["content"],
+        }
     problem = {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}
     codes = {400, 405, *op.errors}
     if op.scope is not None and op.handler != "health":

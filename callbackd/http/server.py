@@ -352,7 +352,11 @@ class ApiServer:
         ami_up = all(link.get("state") == "up" for link in components.get("ami", {}).values())
         capture_ok = components.get("capture", {}).get("healthy", True)
         ok = database["healthy"] and ami_up and capture_ok
-        return _json(Health(status="ok" if ok else "degraded", components=components))
+        # 503 when degraded: a probe (load balancer, monitoring, curl -f) reads the code alone.
+        return _json(
+            Health(status="ok" if ok else "degraded", components=components),
+            status=200 if ok else 503,
+        )
 
     async def _metrics(self, _request: web.Request, _caller: Caller) -> web.StreamResponse:
         counts = await self.requests.counts()
