@@ -80,6 +80,11 @@ class DialerCampaign:
         return self.settings.dial_template.split("{number}", 1)[1]
 
 
+FOLLOW_RETRY_SECONDS = 0.5
+"""First pause before asking Asterisk again about a call whose outcome is unknown."""
+FOLLOW_RETRY_MAX_SECONDS = 10.0
+
+
 @dataclass
 class _Call:
     """One attempt this instance is responsible for, while it is in flight."""
@@ -616,13 +621,19 @@ class Dialer:
         self, call: _Call, link: AmiLink, log: Any
     ) -> tuple[AttemptOutcome, CallReport | None]:
         """The call may be up without us having seen how it went: ask Asterisk."""
+        pause = FOLLOW_RETRY_SECONDS
         while True:
             if call.result.done():
                 return await self._await_report(call, link, log)
             try:
                 await link.wait_up(timeout=60)
                 alive = await self._channel_exists(link, call.attempt.operator_channel_id)
-            except (AmiNotConnected, AmiConnectionLost, AmiTimeout):
+            except (AmiNotConnected, AmiConnectionLost, AmiTimeout) as err:
+                # A link that is going down can still look up and fail every action at
+                # once, without ever suspending: pause (or stop at the report), never spin.
+                log.info("cannot ask Asterisk about the call yet", error=str(err), retry_in=pause)
+                await asyncio.wait([call.result], timeout=pause)
+                pause = min(pause * 2, FOLLOW_RETRY_MAX_SECONDS)
                 continue
             if call.result.done():
                 return await self._await_report(call, link, log)
