@@ -87,7 +87,11 @@ async def test_callbackd_account_has_least_privilege(pbx: LabAsterisk, ami_drive
     try:
         async with callbackd.events("UserEvent") as events:
             sent = await ami_driver.action(
-                {"Action": "UserEvent", "UserEvent": "LabProbe", "Probe": "least-privilege"}
+                {
+                    "Action": "UserEvent",
+                    "UserEvent": "CallbackdLabProbe",
+                    "Probe": "least-privilege",
+                }
             )
             assert sent.success
             delivered = await events.next("UserEvent", timeout=5)
