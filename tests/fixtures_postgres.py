@@ -11,6 +11,7 @@ import pytest
 
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect, create_pool
+from callbackd.db.sql import load_queries
 from callbackd.lab.postgres import LabPostgres
 
 TEMPLATE_DB = "callbackd_template"
@@ -79,3 +80,23 @@ async def pool(database: str) -> AsyncIterator[Any]:
         yield p
     finally:
         await p.close()
+
+
+async def claim_for_operator(
+    conn: Any, campaign_id: int, operator: str, *, owner: str = "me", ordinary: bool = True
+) -> tuple[uuid.UUID, Any]:
+    """The dialer's claim statement for *operator* as instance *owner*, with the channel ids
+    named the way the dialer names them: (the attempt id, the row or None)."""
+    attempt = uuid.uuid4()
+    row = await conn.fetchrow(
+        load_queries("dialer")["claim_for_operator"],
+        campaign_id,
+        attempt,
+        "pbx",
+        operator,
+        f"callbackd-{attempt}",
+        f"callbackd-{attempt}-client",
+        owner,
+        ordinary,
+    )
+    return attempt, row

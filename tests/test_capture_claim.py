@@ -20,6 +20,7 @@ from callbackd.db.sql import load_queries
 from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.services.capture import AbandonCapture, CaptureOutcome, ClaimOffer
+from tests.fixtures_postgres import claim_for_operator
 
 pytestmark = pytest.mark.postgres
 
@@ -80,18 +81,8 @@ async def _setup(
 
 async def _claim(pool: Any, campaign_id: int, operator: str, owner: str) -> Any:
     """The dialer's own claim (claim_for_operator) for *operator*, as instance *owner*."""
-    attempt = uuid.uuid4()
-    return await pool.fetchrow(
-        D["claim_for_operator"],
-        campaign_id,
-        attempt,
-        "pbx",
-        operator,
-        f"callbackd-{attempt}",
-        f"callbackd-{attempt}-client",
-        owner,
-        True,
-    )
+    _attempt, row = await claim_for_operator(pool, campaign_id, operator, owner=owner)
+    return row
 
 
 def _abandon(uniqueid: str = "1700000000.1", number: str = "89161234567") -> QueueAbandon:

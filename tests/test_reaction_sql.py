@@ -8,7 +8,6 @@ They must behave exactly like the statements they replace.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.services.call_now import assign, request_call_now
 from callbackd.services.capture import AbandonCapture, CaptureOutcome
+from tests.fixtures_postgres import claim_for_operator
 
 pytestmark = pytest.mark.postgres
 
@@ -52,18 +52,7 @@ async def _request(db: Any, campaign_id: int, number: str, due_in: timedelta = t
 async def _claim(
     db: Any, campaign_id: int, operator: str, *, ordinary: bool = True
 ) -> CallbackRequest | None:
-    attempt = uuid.uuid4()
-    row = await db.fetchrow(
-        D["claim_for_operator"],
-        campaign_id,
-        attempt,
-        "pbx",
-        operator,
-        f"callbackd-{attempt}",
-        f"callbackd-{attempt}-client",
-        "me",
-        ordinary,
-    )
+    attempt, row = await claim_for_operator(db, campaign_id, operator, ordinary=ordinary)
     if row is None:
         return None
     assert row["attempt"]["id"] == str(attempt)
