@@ -617,6 +617,15 @@ class OutboxSettings(_Model):
         default=86400.0,
         description="A message still undelivered this long after its event is given up.",
     )
+    retention_days: int = Field(
+        default=7,
+        ge=0,
+        le=3650,
+        description="Finished events (every delivery delivered or given up) are deleted this "
+        "many days after they were written, hourly, with their deliveries; an SMS is kept "
+        "at least until its quiet window is over. Events still being delivered are never "
+        "deleted. 0 keeps everything forever.",
+    )
 
 
 class WebhookEndpoint(_Model):

@@ -403,3 +403,26 @@ def test_orphan_timeout_must_span_two_heartbeats() -> None:
     assert "two heartbeats" in err.reason
     fine = load_settings(None, env={}, daemon={"heartbeat_seconds": 1, "orphan_after_seconds": 2})
     assert (fine.daemon.heartbeat_seconds, fine.daemon.orphan_after_seconds) == (1, 2)
+
+
+def test_outbox_retention_defaults_to_a_week_and_zero_keeps_forever(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).outbox.retention_days == 7
+    forever = load_settings(write(tmp_path, "[outbox]\nretention_days = 0\n"), env={})
+    assert forever.outbox.retention_days == 0
+    from_env = load_settings(None, env={"CALLBACKD_OUTBOX__RETENTION_DAYS": "30"})
+    assert from_env.outbox.retention_days == 30
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("-1", "greater than or equal to 0"),
+        ("3651", "less than or equal to 3650"),
+        ("1.5", "integer"),
+        ('"a week"', "integer"),
+    ],
+)
+def test_outbox_retention_must_be_whole_days(tmp_path: Path, value: str, reason: str) -> None:
+    err = config_error(write(tmp_path, f"[outbox]\nretention_days = {value}\n"))
+    assert err.key == "outbox.retention_days"
+    assert reason in err.reason
