@@ -258,3 +258,21 @@ async def test_one_attempt_in_flight_per_number_operator_and_request(db: Any) ->
         attempt.id,
     )
     await db.execute(insert, second, "+79161234568", "Local/op1@ops")
+
+
+async def test_outbox_indexes(db: Any) -> None:
+    """Each index of the outbox serves a statement of queries/outbox.sql or a constraint."""
+    rows = await db.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'outbox' ORDER BY 1"
+    )
+    definitions = {row["indexname"]: row["indexdef"] for row in rows}
+    assert set(definitions) == {
+        "outbox_pkey",
+        "outbox_dedupe_key_key",  # one SMS per event, one attempted event per attempt
+        "outbox_event_id_key",
+        "outbox_not_fanned_out",  # events_to_fan_out
+        "outbox_by_request",
+        "outbox_sms_once_per_window",  # the exclusion constraint
+        "outbox_created_at",  # prune_finished walks old events in creation order (0013)
+    }
+    assert definitions["outbox_created_at"].endswith("USING btree (created_at, id)")

@@ -67,3 +67,51 @@ WHERE outbox_id = $1 AND target = $2 AND delivered_at IS NULL AND given_up_at IS
 SELECT GREATEST(0, EXTRACT(EPOCH FROM min(available_at) - now()))::float8
 FROM outbox_deliveries
 WHERE delivered_at IS NULL AND given_up_at IS NULL AND target = ANY ($1::text[]);
+
+-- name: prune_finished
+-- Retention (callbackd/services/outbox_retention.py): one bounded batch of the walk over
+-- events older than $3 days, in (created_at, id) order after the cursor ($1, $2; NULL to
+-- start), on index outbox_created_at (0013). Of the batch, deletes the finished rows: fanned
+-- out, no delivery still pending (their deliveries go with them, ON DELETE CASCADE) and,
+-- for an SMS, its quiet window over: the row is what keeps the next SMS to that number out
+-- (exclusion constraint outbox_sms_once_per_window). SKIP LOCKED: a row another pruner holds
+-- is its to delete, so two pruners neither wait for each other nor count a row twice.
+-- Returns the walk's new cursor and how many rows it read (fewer than $4: the walk is over).
+WITH scanned AS (
+    SELECT o.id, o.created_at
+    FROM outbox o
+    WHERE (o.created_at, o.id) > (COALESCE($1::timestamptz, '-infinity'), COALESCE($2::bigint, 0))
+      AND o.created_at < now() - make_interval(days => $3)
+    ORDER BY o.created_at, o.id
+    LIMIT $4
+), finished AS (
+    SELECT o.id, o.channel
+    FROM outbox o
+    JOIN scanned s ON s.id = o.id
+    WHERE o.fanned_out_at IS NOT NULL
+      AND (o.channel <> 'sms' OR o.quiet_until <= now())
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_deliveries d
+          WHERE d.outbox_id = o.id AND d.delivered_at IS NULL AND d.given_up_at IS NULL)
+    FOR UPDATE OF o SKIP LOCKED
+), deliveries AS (
+    SELECT count(*) AS n
+    FROM outbox_deliveries d
+    JOIN finished f ON f.id = d.outbox_id
+), deleted AS (
+    DELETE FROM outbox o
+    USING finished f
+    WHERE o.id = f.id
+    RETURNING o.channel
+)
+SELECT
+    (SELECT count(*) FROM scanned)::int AS scanned,
+    (SELECT count(*) FROM deleted WHERE channel = 'event')::int AS events,
+    (SELECT count(*) FROM deleted WHERE channel = 'sms')::int AS sms,
+    (SELECT n FROM deliveries)::int AS deliveries,
+    last.created_at AS last_created_at,
+    last.id AS last_id
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT s.created_at, s.id FROM scanned s ORDER BY s.created_at DESC, s.id DESC LIMIT 1
+) AS last ON true;

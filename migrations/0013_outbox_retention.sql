@@ -1,0 +1,14 @@
+-- Outbox retention: finished events are deleted once older than outbox.retention_days
+-- (callbackd/services/outbox_retention.py, query prune_finished in queries/outbox.sql).
+--
+-- The pruner walks old events in creation order, a bounded batch per statement, with a
+-- cursor on (created_at, id). Without this index a batch could only find its rows by
+-- reading the table, young events included; with it, a batch reads just its rows and the
+-- walk stops at the first event younger than the retention. Events still being delivered
+-- are walked past (once per run, thanks to the cursor), never deleted.
+--
+-- Plain CREATE INDEX (migrations run in a transaction, so not CONCURRENTLY): it blocks
+-- writes to the outbox, and so the state changes whose triggers write events, while it
+-- builds: 0.4 s on a 580 MB outbox of 600k events in the lab. Run
+-- `callbackd migrate` outside busy hours on a site with a much larger one.
+CREATE INDEX outbox_created_at ON outbox (created_at, id);
