@@ -31,6 +31,7 @@ from callbackd.db.notify import listen_for_wakeups
 from callbackd.db.pool import create_pool
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.domain.operators import OperatorBoard
+from callbackd.domain.retention import pruning_enabled
 from callbackd.http.server import ApiServer
 from callbackd.services.caller_pays import CallerPaysCapture
 from callbackd.services.campaigns import sync_campaigns
@@ -40,6 +41,7 @@ from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
 from callbackd.services.inbound import InboundService
 from callbackd.services.outbox import OutboxWorker
+from callbackd.services.outbox_retention import OutboxPruner
 from callbackd.services.queue_log import QueueLogReplayer
 from callbackd.services.reminders import ReminderCaller
 from callbackd.services.requests import RequestService
@@ -90,6 +92,7 @@ class Application:
     dialer: Dialer | None = None
     boards: dict[str, OperatorBoard] = field(default_factory=dict)
     outbox: OutboxWorker | None = None
+    outbox_pruner: OutboxPruner | None = None
     api: ApiServer | None = None
     client_first: ClientFirstDialer | None = None
     reminders: ReminderCaller | None = None
@@ -247,6 +250,13 @@ class Application:
         # Webhooks and SMS: events written by the database triggers, delivered with retries.
         self.outbox = OutboxWorker(self.pool, settings, self.links)
         self.supervisor.start("outbox", self.outbox.run)
+        if pruning_enabled(settings.outbox.retention_days):
+            self.outbox_pruner = OutboxPruner(
+                self.pool,
+                retention_days=settings.outbox.retention_days,
+                timeout=settings.database.command_timeout_seconds,
+            )
+            self.supervisor.start("outbox-retention", self.outbox_pruner.run)
         if self.client_first is not None:
             self.supervisor.start("client-first-dialer", self.client_first.run)
         if self.reminders is not None:

@@ -576,6 +576,7 @@ async def test_health_metrics_and_request_id(
     assert health["components"]["ami"]["lab"]["state"] != "up"  # no PBX on that port
     assert health["status"] == "degraded"
     assert "http-api" in health["components"]["tasks"]
+    assert "outbox-retention" in health["components"]["tasks"]  # retention_days: 7 by default
 
     # same keep-alive connection, no token: the previous request's client is not carried over
     await call(http, "GET", "/openapi.json", headers={"X-Request-Id": "trace-doc-1"})
@@ -587,6 +588,7 @@ async def test_health_metrics_and_request_id(
     assert 'callbackd_ami_up{pbx="lab"} 0.0' in text
     assert "callbackd_capture_events_total" in text
     assert "callbackd_dialer_in_flight 0.0" in text
+    assert 'callbackd_outbox_pruned_total{kind="event"} 0.0' in text
     assert 'callbackd_http_requests_total{method="GET",route="health",status="503"}' in text
 
     lines = [json.loads(line) for line in daemon.log_text().splitlines() if line.startswith("{")]

@@ -25,6 +25,8 @@ class StatsSource(Protocol):
     def dialer(self) -> Any: ...
     @property
     def links(self) -> Mapping[str, Any]: ...
+    @property
+    def outbox_pruner(self) -> Any: ...
 
 
 @dataclass
@@ -35,7 +37,8 @@ class RequestCounts:
 
 
 class CallbackdCollector(Collector):
-    """Reads the capture and dialer counters and the link states at scrape time."""
+    """Reads the capture, dialer and outbox retention counters and the link states at scrape
+    time."""
 
     def __init__(self, source: Callable[[], StatsSource | None], counts: RequestCounts) -> None:
         self._source = source
@@ -93,6 +96,21 @@ class CallbackdCollector(Collector):
             for outcome, count in sorted(dialer.stats.finished.items()):
                 finished.add_metric([outcome], count)
             yield finished
+        pruner = source.outbox_pruner
+        if pruner is not None:
+            pruned = CounterMetricFamily(
+                "callbackd_outbox_pruned",
+                "Outbox rows deleted by retention (outbox.retention_days), by kind.",
+                labels=["kind"],
+            )
+            total = pruner.total
+            for kind, count in (
+                ("event", total.events),
+                ("sms", total.sms),
+                ("delivery", total.deliveries),
+            ):
+                pruned.add_metric([kind], count)
+            yield pruned
 
 
 @dataclass
