@@ -249,6 +249,8 @@ class Application:
         self.supervisor.start("dialer", dialer.run)
         # Webhooks and SMS: events written by the database triggers, delivered with retries.
         self.outbox = OutboxWorker(self.pool, settings, self.links)
+        # Capture's events come without a NOTIFY (migration 0014): it wakes the worker itself.
+        capture.on_events_written = self.outbox.wake
         self.supervisor.start("outbox", self.outbox.run)
         if pruning_enabled(settings.outbox.retention_days):
             self.outbox_pruner = OutboxPruner(

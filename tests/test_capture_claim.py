@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from callbackd.db.pool import connect
+from callbackd.db.pool import connect, create_pool
 from callbackd.db.sql import load_queries
 from callbackd.domain.capture import CampaignRef, QueueAbandon
 from callbackd.domain.numbers import NumberPolicy
@@ -224,23 +224,22 @@ async def test_the_dialer_claim_and_the_untracked_adoption_queries(pool: Any) ->
 # --------------------------------------------------------------------------- wake-ups
 
 
-class DueWakeups:
-    """What a dialer LISTENing on callbackd_request_due is told, in commit order."""
+class Wakeups:
+    """What a worker LISTENing on one channel is told, in commit order."""
 
-    CHANNEL = "callbackd_request_due"
-
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, channel: str) -> None:
         self._conn = conn
+        self.channel = channel
         self.payloads: list[str] = []
         self._seen = asyncio.Event()
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.payloads.append(payload)
         self._seen.set()
 
     async def so_far(self, pool: Any) -> list[str]:
         """Everything committed until now: a marker NOTIFY sent after it arrives last."""
-        await pool.execute(f"NOTIFY {self.CHANNEL}, 'marker'")
+        await pool.execute(f"NOTIFY {self.channel}, 'marker'")
         async with asyncio.timeout(5):
             while "marker" not in self.payloads:
                 self._seen.clear()
@@ -250,19 +249,32 @@ class DueWakeups:
         return heard
 
 
-@pytest.fixture
-async def due_wakeups(database: str) -> AsyncIterator[DueWakeups]:
+async def _listen(database: str, channel: str) -> AsyncIterator[Wakeups]:
     conn = await connect(database)
-    wakeups = DueWakeups(conn)
-    await conn.add_listener(DueWakeups.CHANNEL, wakeups._on_notify)
+    wakeups = Wakeups(conn, channel)
+    await conn.add_listener(channel, wakeups.on_notify)
     try:
         yield wakeups
     finally:
         await conn.close()
 
 
+@pytest.fixture
+async def due_wakeups(database: str) -> AsyncIterator[Wakeups]:
+    """The dialers' channel (migration 0012)."""
+    async for wakeups in _listen(database, "callbackd_request_due"):
+        yield wakeups
+
+
+@pytest.fixture
+async def outbox_wakeups(database: str) -> AsyncIterator[Wakeups]:
+    """The outbox worker's channel (migrations 0009, 0014)."""
+    async for wakeups in _listen(database, "callbackd_outbox"):
+        yield wakeups
+
+
 async def test_an_abandon_claimed_in_the_same_statement_wakes_no_dialer(
-    pool: Any, due_wakeups: DueWakeups
+    pool: Any, due_wakeups: Wakeups
 ) -> None:
     capture, _claimer, _ = await _setup(pool)
     assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
@@ -271,7 +283,7 @@ async def test_an_abandon_claimed_in_the_same_statement_wakes_no_dialer(
 
 
 async def test_an_abandon_left_pending_wakes_the_dialers_with_its_campaign(
-    pool: Any, due_wakeups: DueWakeups
+    pool: Any, due_wakeups: Wakeups
 ) -> None:
     capture, claimer, campaign_id = await _setup(pool)
     capture.claimer = None  # no operator free: stored only
@@ -281,7 +293,7 @@ async def test_an_abandon_left_pending_wakes_the_dialers_with_its_campaign(
 
 
 async def test_the_wakeup_follows_the_request_as_it_is_at_commit(
-    pool: Any, due_wakeups: DueWakeups
+    pool: Any, due_wakeups: Wakeups
 ) -> None:
     _capture, _claimer, campaign_id = await _setup(pool)
     insert = (
@@ -303,3 +315,49 @@ async def test_the_wakeup_follows_the_request_as_it_is_at_commit(
         request_id,
     )
     assert await due_wakeups.so_far(pool) == [str(campaign_id)]
+
+
+async def test_capture_wakes_its_own_outbox_worker_instead_of_notifying(
+    pool: Any, outbox_wakeups: Wakeups
+) -> None:
+    capture, claimer, _ = await _setup(pool)
+    woken: list[str] = []
+    capture.on_events_written = lambda: woken.append("outbox")
+    assert await capture.on_abandon(_abandon("1700000000.1", "89161234567")) is (
+        CaptureOutcome.CREATED
+    )
+    capture.claimer = None  # stored only, left pending
+    assert await capture.on_abandon(_abandon("1700000000.2", "89161234568")) is (
+        CaptureOutcome.CREATED
+    )
+    # Both events are written, in the capture's own transactions; nobody was NOTIFYed...
+    topics = await pool.fetch("SELECT topic FROM outbox WHERE channel = 'event' ORDER BY id")
+    assert [row["topic"] for row in topics] == ["callback.created", "callback.created"]
+    assert await outbox_wakeups.so_far(pool) == []
+    # ...the capturing daemon wakes its worker itself, once per new request.
+    assert woken == ["outbox", "outbox"]
+    assert len(claimer.settled) == 1
+
+
+async def test_every_other_writer_still_notifies_the_outbox(
+    database: str, outbox_wakeups: Wakeups
+) -> None:
+    # One connection: the capture's mark must end with its transaction, not stay on it.
+    pool = await create_pool(database, min_size=1, max_size=1)
+    try:
+        capture, _claimer, campaign_id = await _setup(pool)
+        assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
+        assert await outbox_wakeups.so_far(pool) == []
+        await pool.fetchval(
+            "INSERT INTO callback_requests (campaign_id, number, source) "
+            "VALUES ($1, '+79160000009', 'api') RETURNING id",
+            campaign_id,
+        )
+        assert await outbox_wakeups.so_far(pool) == [""]
+        await pool.execute(
+            "UPDATE callback_requests SET status = 'cancelled', closed_at = now() "
+            "WHERE number = '+79160000009'"
+        )
+        assert await outbox_wakeups.so_far(pool) == [""]
+    finally:
+        await pool.close()

@@ -122,6 +122,9 @@ class AbandonCapture:
         self._log = structlog.get_logger("callbackd.capture")
         self.on_stored: Callable[[], None] | None = None
         """Called once a new request is committed: the dialer looks at once (no NOTIFY hop)."""
+        self.on_events_written: Callable[[], None] | None = None
+        """Called once a new request is committed: its outbox event was written without a
+        NOTIFY (migration 0014), so the daemon wakes its own outbox worker, after the call."""
         self.claimer: AbandonClaimer | None = None
         """When set, an abandon stored while an operator is free is claimed for that operator
         in the same round trip, and the dialer places the call (reaction path (b))."""
@@ -216,6 +219,8 @@ class AbandonCapture:
                 self.on_stored()
                 # The woken dialer sends its claim first; this line's rendering follows.
                 await asyncio.sleep(0)
+            if self.on_events_written is not None:
+                self.on_events_written()
             log.info(
                 "callback request created",
                 request_id=request.id,
