@@ -204,6 +204,11 @@ async def test_replay_stores_a_missed_call_once_and_refuses_the_rest(
         + _line("hostile.1", "hotline", "7916&1234567", stamp=stamp)
         + _line("hostile.2", "hotline", "79161234567@evil", stamp=stamp)
         + _line("ancient.1", "hotline", "79160000001", stamp=stamp - 3 * 86400)
+        # A caller id with a "\r" inside Asterisk's own ENTERQUEUE line (written unescaped):
+        # one line, not the start of a caller-pays line of the caller's making.
+        + f"{stamp}|{stamp}.9|sales|NONE|ENTERQUEUE||7916\r"
+        + _line("forged.1", "hotline", "79160000002", stamp=stamp).rstrip("\n")
+        + "|1\n"
     )
     _, replayer = _services(pool, campaign, log_file)
     first = (await replayer.replay()).caller_pays

@@ -302,7 +302,10 @@ class QueueLogReplayer:
         self, since: datetime, caller_pays_since: datetime, until: datetime
     ) -> tuple[list[QueueAbandon], list[CallerPaysLine | LineRefusal]]:
         try:
-            with self._path.open(encoding="utf-8", errors="replace") as handle:
+            # Lines end at "\n" only, as Asterisk ends them. Asterisk writes caller ids
+            # unescaped: with universal newlines, a "\r" in one would start a line of the
+            # caller's making.
+            with self._path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
                 abandons = list(parse_queue_log(handle, pbx=self._pbx, since=since))
                 calls = self._read_caller_pays(handle, caller_pays_since, until)
         except FileNotFoundError:
