@@ -233,6 +233,7 @@ class Application:
                     capture,
                     pbx=endpoint.name,
                     path=endpoint.queue_log_path,
+                    caller_pays=self.caller_pays,
                     horizon=timedelta(hours=settings.capture.queue_log_horizon_hours),
                 )
 

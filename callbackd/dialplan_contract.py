@@ -330,7 +330,8 @@ CLIENT_FIRST_VARIABLES: Final = frozenset(
 
 CALLER_PAYS_CONTEXT: Final = "callbackd-caller-pays"
 """``Gosub(callbackd-caller-pays,s,1(<campaign>[,<cause>]))`` from a caller-pays DID: never
-answers; sends :data:`CALLER_PAYS_EVENT` with the caller's number and rejects the call with
+answers; writes :data:`CALLER_PAYS_QUEUE_LOG_EVENT` to queue_log, sends
+:data:`CALLER_PAYS_EVENT` with the caller's number and rejects the call with
 ``Hangup(<cause>)`` (default 21, call rejected). Does not return."""
 
 CALLER_PAYS_EVENT: Final = "CallbackdCallerPays"
@@ -342,10 +343,33 @@ HEADER_NUMBER: Final = "Number"
 """The caller's number: 1-32 of ``0-9 +`` (empty if the caller id was anything else)."""
 CALLER_PAYS_HEADERS: Final = (HEADER_CAMPAIGN, HEADER_NUMBER)
 
+CALLER_PAYS_QUEUE_LOG_EVENT: Final = "CALLBACKD_CALLERPAYS"
+"""The durable twin of :data:`CALLER_PAYS_EVENT`, written just before it with
+``TryExec(QueueLog(callbackd,${UNIQUEID},NONE,CALLBACKD_CALLERPAYS,<campaign>|<number>))``.
+Asterisk appends ``<epoch>|<uniqueid>|callbackd|NONE|CALLBACKD_CALLERPAYS|<campaign>|<number>``
+to queue_log, so a call made while callbackd was not listening is replayed from there (the
+same Uniqueid as the UserEvent's: stored once either way). TryExec: a failing QueueLog never
+changes how the call is rejected."""
+CALLER_PAYS_QUEUE_LOG_QUEUE: Final = "callbackd"
+"""The line's queue field: a fixed marker, not a queue (queue reports skip its event)."""
+CALLER_PAYS_QUEUE_LOG_AGENT: Final = "NONE"
+"""The line's agent field, as Asterisk writes it for lines without an agent."""
+CALLER_PAYS_QUEUE_LOG_DATA: Final = (HEADER_CAMPAIGN, HEADER_NUMBER)
+"""What the line's data fields hold, in order (data1 the campaign, data2 the number), each
+checked exactly as for the UserEvent's headers of the same name (empty when invalid)."""
+CAMPAIGN_NAME_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyz_-"
+"""The only characters the caller-pays routine keeps in a campaign name."""
+MAX_CAMPAIGN_NAME_LENGTH: Final = 64
+CALLER_CHARACTERS: Final = "0123456789+"
+"""The only characters the caller-pays routine keeps in the caller's number."""
+MAX_CALLER_LENGTH: Final = 32
+
 VAR_CAMPAIGN: Final = "CALLBACKD_CAMPAIGN"
-"""Set by the caller-pays routine: its checked first argument (1-64 of ``0-9 a-z _ -``)."""
+"""Set by the caller-pays routine: its checked first argument (1-64 of
+:data:`CAMPAIGN_NAME_CHARACTERS`), else empty."""
 VAR_CALLER: Final = "CALLBACKD_CALLER"
-"""Set by the caller-pays routine: the caller's number if it is 1-32 of ``0-9 +``."""
+"""Set by the caller-pays routine: the caller's number if it is 1-32 of
+:data:`CALLER_CHARACTERS`, else empty."""
 VAR_REJECT_CAUSE: Final = "CALLBACKD_REJECT_CAUSE"
 """Set by the caller-pays routine: the hangup cause (its second argument, 1-3 digits)."""
 DEFAULT_REJECT_CAUSE: Final = 21
@@ -375,6 +399,8 @@ MODE_CONTEXTS: Final = frozenset(
 MODE_EVENTS: Final = frozenset(
     {CLIENT_FIRST_EVENT, CLIENT_FIRST_RESULT_EVENT, CALLER_PAYS_EVENT, REMINDER_EVENT}
 )
+QUEUE_LOG_EVENTS: Final = frozenset({CALLER_PAYS_QUEUE_LOG_EVENT})
+"""Every event the shipped dialplan writes to queue_log (QueueLog)."""
 MODE_VARIABLES: Final = frozenset(
     {
         VAR_CLIENT_STAGE,

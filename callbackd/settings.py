@@ -216,8 +216,9 @@ class AmiEndpoint(_Model):
     queue_log_path: Path | None = Field(
         default=None,
         description=(
-            "The PBX's queue_log (e.g. /var/log/asterisk/queue_log), read at start-up to replay "
-            "abandons missed while callbackd was down. Unset: no replay."
+            "The PBX's queue_log (e.g. /var/log/asterisk/queue_log), read at start-up and after "
+            "every reconnect to replay abandons and caller-pays calls missed while callbackd "
+            "was not listening. Unset: no replay."
         ),
     )
 

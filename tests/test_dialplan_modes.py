@@ -84,3 +84,47 @@ def test_reminder_says_the_checked_count() -> None:
     context = _context(contract.REMINDER_CONTEXT)
     assert context.index(f"REPLACE({contract.VAR_REMINDER_COUNT},") < context.index("SayNumber(")
     assert context.index("SayNumber(") < context.index(f"UserEvent({contract.REMINDER_EVENT}")
+
+
+def test_caller_pays_writes_its_queue_log_line_from_checked_values_before_reporting() -> None:
+    context = _context(contract.CALLER_PAYS_CONTEXT)
+    # The line carries exactly the values the UserEvent reports, in the contract's order.
+    [body] = [
+        body for name, body in _USER_EVENT.findall(CODE) if name == contract.CALLER_PAYS_EVENT
+    ]
+    reported = dict(item.split(": ", 1) for item in body.split(",")[1:])
+    data = "|".join(reported[name] for name in contract.CALLER_PAYS_QUEUE_LOG_DATA)
+    queue_log = (
+        f"TryExec(QueueLog({contract.CALLER_PAYS_QUEUE_LOG_QUEUE},${{UNIQUEID}},"
+        f"{contract.CALLER_PAYS_QUEUE_LOG_AGENT},{contract.CALLER_PAYS_QUEUE_LOG_EVENT},{data}))"
+    )
+    assert context.count("QueueLog(") == 1
+    assert queue_log in context
+    # Both values were counted against the contract's characters and limits first ...
+    for variable, characters, longest in (
+        (
+            contract.VAR_CAMPAIGN,
+            contract.CAMPAIGN_NAME_CHARACTERS,
+            contract.MAX_CAMPAIGN_NAME_LENGTH,
+        ),
+        (contract.VAR_CALLER, contract.CALLER_CHARACTERS, contract.MAX_CALLER_LENGTH),
+    ):
+        check = f"REPLACE({variable},{characters})"
+        assert check in context, check
+        assert f"{{{variable}}})}} > {longest}" in context, variable
+        assert context.index(check) < context.index(queue_log)
+    # ... and the durable line is written before the live report and the rejection.
+    assert context.index(queue_log) < context.index(f"UserEvent({contract.CALLER_PAYS_EVENT},")
+    assert context.index(queue_log) < context.index("Hangup(")
+
+
+def test_queue_log_events_match_and_are_documented() -> None:
+    written = set(re.findall(r"QueueLog\([^,]*,[^,]*,[^,]*,([A-Z_]+),", CODE))
+    assert written == set(contract.QUEUE_LOG_EVENTS)
+    assert len(re.findall(r"QueueLog\(", CODE)) == len(contract.QUEUE_LOG_EVENTS)
+    line = (
+        f"<epoch>|<Uniqueid>|{contract.CALLER_PAYS_QUEUE_LOG_QUEUE}|"
+        f"{contract.CALLER_PAYS_QUEUE_LOG_AGENT}|{contract.CALLER_PAYS_QUEUE_LOG_EVENT}|"
+        "<campaign>|<number>"
+    )
+    assert line in MODES_HEADER

@@ -8,13 +8,20 @@ once per (PBX, Uniqueid); the client-first dialer then calls back within seconds
 
 Why a UserEvent rather than an AGI route: the rejection must never wait for callbackd (or
 depend on it being up): the dialplan rejects at once either way, and AMI, which callbackd
-already holds, carries the event. The cost: a call made while callbackd's AMI link is down
-is not recorded (there is no queue_log line to replay it from).
+already holds, carries the event. For the calls made while callbackd's AMI link was down
+(or callbackd stopped), the routine also writes the call to queue_log, which the
+queue_log replayer (callbackd/services/queue_log.py) passes to :meth:`record` on start and
+reconnect: same verdict, same number policy, and the same (PBX, Uniqueid) key, so a call
+seen live and replayed is stored once. A live event that found the database down is
+logged as LOST; its line is stored at the next start or reconnect. Still lost: calls whose
+queue_log line callbackd never reads (rotated away or older than the replay horizon before
+the next start or reconnect, queue_log not written to a file callbackd can read, no
+``queue_log_path`` configured).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -81,14 +88,20 @@ class CallerPaysCapture:
         campaign_name: str,
         raw_number: str,
         linkedid: str | None = None,
+        called_at: datetime | None = None,
+        replayed: bool = False,
     ) -> CallerPaysOutcome:
-        log = self._log.bind(pbx=pbx, uniqueid=uniqueid, campaign=campaign_name)
+        """One call to a caller-pays DID, live (now) or replayed from queue_log
+        (``called_at``: when the call was made; it becomes the request's join time)."""
+        log = self._log.bind(pbx=pbx, uniqueid=uniqueid, campaign=campaign_name, replayed=replayed)
         if not uniqueid:
             log.error("caller-pays event without a Uniqueid ignored")
             return CallerPaysOutcome.SKIPPED
         verdict = judge_caller_pays(pbx, campaign_name, raw_number, self._campaigns, self._numbers)
         try:
-            return await self._store(verdict, pbx, uniqueid, campaign_name, raw_number, linkedid)
+            return await self._store(
+                log, verdict, pbx, uniqueid, campaign_name, raw_number, linkedid, called_at
+            )
         except DATABASE_DOWN as err:
             log.error(
                 "caller-pays call LOST: database unavailable",
@@ -97,17 +110,27 @@ class CallerPaysCapture:
             )
             return CallerPaysOutcome.LOST
 
+    async def known_uniqueids(self, pbx: str, uniqueids: Sequence[str]) -> set[str]:
+        """Which of these calls are stored already (one query instead of one per call)."""
+        timeout = self._write_timeout
+        async with self._pool.acquire(timeout=timeout) as conn:
+            rows = await conn.fetch(
+                self._queries["known_caller_pays_calls"], pbx, list(uniqueids), timeout=timeout
+            )
+        return {row["uniqueid"] for row in rows}
+
     async def _store(
         self,
+        log: Any,
         verdict: Any,
         pbx: str,
         uniqueid: str,
         campaign_name: str,
         raw_number: str,
         linkedid: str | None,
+        called_at: datetime | None,
     ) -> CallerPaysOutcome:
         q = self._queries
-        log = self._log.bind(pbx=pbx, uniqueid=uniqueid, campaign=campaign_name)
         timeout = self._write_timeout
         skip = isinstance(verdict, CallerPaysSkip)
         async with self._pool.acquire(timeout=timeout) as conn, conn.transaction():
@@ -132,7 +155,7 @@ class CallerPaysCapture:
                 campaign.id,
                 verdict.number,
                 campaign.priority,
-                self._clock(),
+                called_at or self._clock(),
                 pbx,
                 campaign.queue,
                 uniqueid,

@@ -62,6 +62,10 @@ VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (pbx, uniqueid) DO NOTHING
 RETURNING pbx;
 
+-- name: known_caller_pays_calls
+-- Which of these Uniqueids ($2) of the PBX are stored already (queue_log replay).
+SELECT uniqueid FROM caller_pays_calls WHERE pbx = $1 AND uniqueid = ANY ($2::text[]);
+
 -- name: upsert_request_from_caller_pays
 -- A number with an open request in the campaign is merged into it and becomes due now:
 -- the caller asked again.
