@@ -12,8 +12,9 @@ announce (migration 0009). This worker, a supervised task of the daemon:
    retry after an exponential delay with jitter, or given up once the event is older than
    ``outbox.max_age_seconds``.
 
-A NOTIFY on ``callbackd_outbox`` wakes it early; polling every ``poll_interval_seconds``
-is the guarantee. A delivered row is never sent again, so each event reaches each endpoint
+A NOTIFY on ``callbackd_outbox`` wakes it early (for an abandon this daemon captured,
+:meth:`OutboxWorker.wake` instead: migration 0014); polling every
+``poll_interval_seconds`` is the guarantee. A delivered row is never sent again, so each event reaches each endpoint
 once on success; the event id header lets a receiver drop the rare duplicate (a send that
 succeeded but whose result could not be recorded).
 """
