@@ -14,9 +14,9 @@ announce (migration 0009). This worker, a supervised task of the daemon:
 
 A NOTIFY on ``callbackd_outbox`` wakes it early (for an abandon this daemon captured,
 :meth:`OutboxWorker.wake` instead: migration 0014); polling every
-``poll_interval_seconds`` is the guarantee. A delivered row is never sent again, so each event reaches each endpoint
-once on success; the event id header lets a receiver drop the rare duplicate (a send that
-succeeded but whose result could not be recorded).
+``poll_interval_seconds`` is the guarantee. A delivered row is never sent again, so each
+event reaches each endpoint once on success; the event id header lets a receiver drop the
+rare duplicate (a send that succeeded but whose result could not be recorded).
 """
 
 from __future__ import annotations

@@ -45,8 +45,15 @@ def _int(text: str) -> int | None:
         return None
 
 
-def parse_queue_log(lines: Iterable[str], *, pbx: str, since: datetime) -> Iterator[QueueAbandon]:
-    """Abandons at or after ``since``, with the caller id from their ENTERQUEUE line."""
+def parse_queue_log(
+    lines: Iterable[str], *, pbx: str, since: datetime, until: datetime | None = None
+) -> Iterator[QueueAbandon]:
+    """Abandons from ``since`` to ``until``, with the caller id from their ENTERQUEUE line.
+
+    A line whose time is unreadable or out of datetime's range is passed over, not raised
+    on (one bad line must not stop the replay of the rest); one from after ``until`` cannot
+    be an abandon that happened yet and is passed over too.
+    """
     callers: dict[str, str] = {}
     for line in lines:
         fields = line.rstrip("\r\n").split("|")
@@ -60,11 +67,8 @@ def parse_queue_log(lines: Iterable[str], *, pbx: str, since: datetime) -> Itera
         if event != "ABANDON":
             continue
         number = callers.pop(callid, None)
-        epoch = _int(stamp.split(".")[0])
-        if epoch is None:
-            continue
-        at = datetime.fromtimestamp(epoch, UTC)
-        if at < since:
+        at = _time_of(stamp)
+        if at is None or at < since or (until is not None and at > until):
             continue
         yield QueueAbandon(
             pbx=pbx,
@@ -202,7 +206,7 @@ class QueueLogReplayer:
         path: Path,
         caller_pays: CallerPaysCapture | None = None,
         horizon: timedelta = timedelta(hours=24),
-        overlap: timedelta = timedelta(minutes=5),
+        clock_skew: timedelta = timedelta(minutes=5),
     ) -> None:
         self._pool = pool
         self._capture = capture
@@ -210,7 +214,7 @@ class QueueLogReplayer:
         self._pbx = pbx
         self._path = path
         self._horizon = horizon
-        self._overlap = overlap
+        self._clock_skew = clock_skew  # how far ahead of ours the PBX's clock may run
         self._queries = load_queries("capture")
         self._lock = asyncio.Lock()
         self._log = structlog.get_logger("callbackd.queue_log").bind(pbx=pbx, path=str(path))
@@ -218,20 +222,17 @@ class QueueLogReplayer:
     async def replay(self) -> ReplayReport:
         async with self._lock:
             now = datetime.now(UTC)
-            async with self._pool.acquire(timeout=5) as conn:
-                latest = await conn.fetchval(
-                    self._queries["latest_abandon_at"], self._pbx, timeout=5
-                )
-            since = now - self._horizon if latest is None else latest - self._overlap
-            since = max(since, now - self._horizon)
-            # Caller-pays lines: the whole horizon, filtered by the calls already stored. A
-            # "since the latest stored call" would skip calls older than a live event that
-            # was stored while this replay was starting.
-            abandons, calls = await asyncio.to_thread(
-                self._read, since, now - self._horizon, now + self._overlap
-            )
+            # The whole horizon, filtered by what was seen already. Never "since the latest
+            # abandon stored": a live abandon stored while this replay is starting (the link
+            # is up, events flow) would hide every older one missed while it was down.
+            since = now - self._horizon
+            abandons, calls = await asyncio.to_thread(self._read, since, now + self._clock_skew)
+            known = await self._known_abandons([abandon.uniqueid for abandon in abandons])
             counts = dict.fromkeys(CaptureOutcome, 0)
             for abandon in abandons:
+                if abandon.uniqueid in known:
+                    counts[CaptureOutcome.DUPLICATE] += 1
+                    continue
                 counts[await self._capture.on_abandon(abandon)] += 1
             report = ReplayReport(
                 read=len(abandons),
@@ -259,6 +260,15 @@ class QueueLogReplayer:
                 caller_pays_refused=paid.refused,
             )
             return report
+
+    async def _known_abandons(self, uniqueids: list[str]) -> set[str]:
+        if not uniqueids:
+            return set()
+        async with self._pool.acquire(timeout=5) as conn:
+            rows = await conn.fetch(
+                self._queries["known_abandons"], self._pbx, uniqueids, timeout=5
+            )
+        return {row["uniqueid"] for row in rows}
 
     async def _replay_caller_pays(
         self, lines: list[CallerPaysLine | LineRefusal]
@@ -299,15 +309,15 @@ class QueueLogReplayer:
         )
 
     def _read(
-        self, since: datetime, caller_pays_since: datetime, until: datetime
+        self, since: datetime, until: datetime
     ) -> tuple[list[QueueAbandon], list[CallerPaysLine | LineRefusal]]:
         try:
             # Lines end at "\n" only, as Asterisk ends them. Asterisk writes caller ids
             # unescaped: with universal newlines, a "\r" in one would start a line of the
             # caller's making.
             with self._path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
-                abandons = list(parse_queue_log(handle, pbx=self._pbx, since=since))
-                calls = self._read_caller_pays(handle, caller_pays_since, until)
+                abandons = list(parse_queue_log(handle, pbx=self._pbx, since=since, until=until))
+                calls = self._read_caller_pays(handle, since, until)
         except FileNotFoundError:
             self._log.warning("queue_log not found; nothing to replay")
             return [], []

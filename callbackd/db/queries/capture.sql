@@ -14,8 +14,10 @@ SELECT callbackd_capture_abandon(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 );
 
--- name: latest_abandon_at
-SELECT max(abandoned_at) FROM queue_abandons WHERE pbx = $1;
+-- name: known_abandons
+-- Which of these Uniqueids ($2) of the PBX were seen already, stored or not (queue_log
+-- replay: one query instead of one capture statement per replayed line).
+SELECT uniqueid FROM queue_abandons WHERE pbx = $1 AND uniqueid = ANY ($2::text[]);
 
 -- name: resolve_inbound
 -- The caller reached an operator through the queue: pending requests for the number are
