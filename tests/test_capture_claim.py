@@ -26,7 +26,9 @@ pytestmark = pytest.mark.postgres
 
 D = load_queries("dialer")
 OP1 = "Local/op1@lab-operators"
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+# The capture clock reads the real time: the database compares due_at with its own now(),
+# so a fixed date here turns "due tomorrow" into "overdue" once that day has come.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 class RecordingClaimer:

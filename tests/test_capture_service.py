@@ -22,7 +22,9 @@ from callbackd.services.queue_log import QueueLogReplayer, parse_queue_log
 pytestmark = pytest.mark.postgres
 
 POLICY = NumberPolicy.build("RU")
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+# The capture clock reads the real time: the database compares due_at with its own now(),
+# so a fixed date here turns "due tomorrow" into "overdue" once that day has come.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 async def _campaign(conn: Any, name: str = "sales", queue: str = "sales") -> CampaignRef:
