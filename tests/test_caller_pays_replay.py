@@ -12,7 +12,6 @@ import pytest
 
 from callbackd.domain.capture import CampaignRef
 from callbackd.domain.modes import CallerPaysSkip, CallerPaysStore, judge_caller_pays
-from callbackd.domain.numbers import NumberPolicy
 from callbackd.services.caller_pays import CallerPaysCapture, CallerPaysOutcome
 from callbackd.services.capture import AbandonCapture
 from callbackd.services.queue_log import (
@@ -22,18 +21,7 @@ from callbackd.services.queue_log import (
     parse_caller_pays_line,
     parse_caller_pays_log,
 )
-
-POLICY = NumberPolicy.build("RU")
-HOTLINE = CampaignRef(
-    id=7,
-    name="hotline",
-    pbx="pbx",
-    queue="help",
-    min_hold_seconds=0,
-    priority=0,
-    initial_delay=timedelta(0),
-    expiry=timedelta(days=1),
-)
+from tests.caller_pays_refs import HOTLINE, POLICY
 
 WRITTEN_BY_ASTERISK = (
     "1795432685|lab-did-79161234567;2|callbackd|NONE|CALLBACKD_CALLERPAYS|hotline|79161234567\n"

@@ -24,7 +24,6 @@ from callbackd.domain.modes import (
     outcome_of_client_originate_failure,
     outcome_of_client_stage,
 )
-from callbackd.domain.numbers import NumberPolicy
 from callbackd.services.call_now import (
     InvalidOperator,
     RequestNotFound,
@@ -34,6 +33,7 @@ from callbackd.services.call_now import (
 )
 from callbackd.services.caller_pays import CallerPaysCapture, CallerPaysOutcome
 from callbackd.settings import ConfigError, load_settings
+from tests.caller_pays_refs import HOTLINE, POLICY
 
 Q = load_queries("modes")
 D = load_queries("dialer")
@@ -98,19 +98,6 @@ def test_client_first_slots_with_free_operators_leaves_live_callers_theirs() -> 
     assert slots(3, 3) == 0
     assert slots(3, 0, in_flight=2) == 1  # two clients already ringing for those operators
     assert slots(9, 0) == 5  # never above the concurrency cap
-
-
-POLICY = NumberPolicy.build("RU")
-HOTLINE = CampaignRef(
-    id=7,
-    name="hotline",
-    pbx="pbx",
-    queue="help",
-    min_hold_seconds=0,
-    priority=0,
-    initial_delay=timedelta(0),
-    expiry=timedelta(days=1),
-)
 
 
 def test_caller_pays_verdicts() -> None:
