@@ -229,7 +229,6 @@ class Application:
                 hooks.append(verify)
             if endpoint.queue_log_path is not None:
                 replayer = QueueLogReplayer(
-                    self.pool,
                     capture,
                     pbx=endpoint.name,
                     path=endpoint.queue_log_path,

@@ -166,7 +166,6 @@ def _services(
 ) -> tuple[CallerPaysCapture, QueueLogReplayer]:
     caller_pays = CallerPaysCapture(pool, {campaign.name: campaign}, POLICY)
     replayer = QueueLogReplayer(
-        pool,
         AbandonCapture(pool, {}, POLICY),
         pbx="pbx",
         path=log_file,

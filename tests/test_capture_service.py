@@ -303,7 +303,7 @@ async def test_replay_creates_missed_requests_once(pool: Any, tmp_path: Path) ->
         f"{stamp + 20}|{stamp}.1|sales|NONE|ABANDON|1|1|20\n"
     )
     capture = AbandonCapture(pool, {("pbx", "sales"): campaign}, POLICY)
-    replayer = QueueLogReplayer(pool, capture, pbx="pbx", path=log_file)
+    replayer = QueueLogReplayer(capture, pbx="pbx", path=log_file)
     first = await replayer.replay()
     second = await replayer.replay()
     assert (first.created, first.already_known) == (1, 0)
@@ -337,7 +337,7 @@ async def test_replay_after_a_live_abandon_still_recovers_the_older_missed_ones(
         hold_seconds=30,
     )
     assert await capture.on_abandon(heard_live) is CaptureOutcome.CREATED
-    report = await QueueLogReplayer(pool, capture, pbx="pbx", path=log_file).replay()
+    report = await QueueLogReplayer(capture, pbx="pbx", path=log_file).replay()
     assert (report.read, report.created, report.already_known) == (2, 1, 1)
     numbers = await pool.fetch("SELECT number FROM callback_requests ORDER BY number")
     assert [row["number"] for row in numbers] == ["+79161234567", "+79167654321"]
@@ -360,7 +360,7 @@ async def test_replay_passes_over_lines_with_a_bad_or_future_time(
         f"{good - 30}|{good}.3|sales|NONE|ENTERQUEUE||79161234567|1\n"
         f"{good}|{good}.3|sales|NONE|ABANDON|1|1|30\n"
     )
-    report = await QueueLogReplayer(pool, capture, pbx="pbx", path=log_file).replay()
+    report = await QueueLogReplayer(capture, pbx="pbx", path=log_file).replay()
     assert (report.read, report.created) == (1, 1)
     assert await pool.fetchval("SELECT number FROM callback_requests") == "+79161234567"
     # A line from the future is not an abandon yet: nothing recorded that a later replay,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -240,6 +240,18 @@ class AbandonCapture:
             abandon_count=request.abandon_count,
         )
         return CaptureOutcome.MERGED
+
+    async def known_uniqueids(self, pbx: str, uniqueids: Sequence[str]) -> set[str]:
+        """Which of these abandons were seen already, stored or not (one query instead of
+        one capture statement per replayed line)."""
+        if not uniqueids:
+            return set()
+        timeout = self._write_timeout
+        async with self._pool.acquire(timeout=timeout) as conn:
+            rows = await conn.fetch(
+                self._queries["known_abandons"], pbx, list(uniqueids), timeout=timeout
+            )
+        return {row["uniqueid"] for row in rows}
 
     async def _store(
         self,

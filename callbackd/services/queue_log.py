@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
 
 import structlog
 
 from callbackd import dialplan_contract as contract
-from callbackd.db.sql import load_queries
 from callbackd.domain.capture import QueueAbandon
 from callbackd.services.caller_pays import CallerPaysCapture, CallerPaysOutcome
 from callbackd.services.capture import AbandonCapture, CaptureOutcome
@@ -199,7 +197,6 @@ class QueueLogReplayer:
 
     def __init__(
         self,
-        pool: Any,
         capture: AbandonCapture,
         *,
         pbx: str,
@@ -208,14 +205,12 @@ class QueueLogReplayer:
         horizon: timedelta = timedelta(hours=24),
         clock_skew: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._pool = pool
         self._capture = capture
         self._caller_pays = caller_pays
         self._pbx = pbx
         self._path = path
         self._horizon = horizon
         self._clock_skew = clock_skew  # how far ahead of ours the PBX's clock may run
-        self._queries = load_queries("capture")
         self._lock = asyncio.Lock()
         self._log = structlog.get_logger("callbackd.queue_log").bind(pbx=pbx, path=str(path))
 
@@ -227,7 +222,9 @@ class QueueLogReplayer:
             # is up, events flow) would hide every older one missed while it was down.
             since = now - self._horizon
             abandons, calls = await asyncio.to_thread(self._read, since, now + self._clock_skew)
-            known = await self._known_abandons([abandon.uniqueid for abandon in abandons])
+            known = await self._capture.known_uniqueids(
+                self._pbx, [abandon.uniqueid for abandon in abandons]
+            )
             counts = dict.fromkeys(CaptureOutcome, 0)
             for abandon in abandons:
                 if abandon.uniqueid in known:
@@ -260,15 +257,6 @@ class QueueLogReplayer:
                 caller_pays_refused=paid.refused,
             )
             return report
-
-    async def _known_abandons(self, uniqueids: list[str]) -> set[str]:
-        if not uniqueids:
-            return set()
-        async with self._pool.acquire(timeout=5) as conn:
-            rows = await conn.fetch(
-                self._queries["known_abandons"], self._pbx, uniqueids, timeout=5
-            )
-        return {row["uniqueid"] for row in rows}
 
     async def _replay_caller_pays(
         self, lines: list[CallerPaysLine | LineRefusal]
@@ -316,17 +304,26 @@ class QueueLogReplayer:
             # unescaped: with universal newlines, a "\r" in one would start a line of the
             # caller's making.
             with self._path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
-                abandons = list(parse_queue_log(handle, pbx=self._pbx, since=since, until=until))
-                calls = self._read_caller_pays(handle, since, until)
+                # One pass: the (few) caller-pays lines are set aside on the way.
+                caller_pays_lines: list[str] = []
+                queue_lines = _set_aside_caller_pays(handle, caller_pays_lines)
+                abandons = list(
+                    parse_queue_log(queue_lines, pbx=self._pbx, since=since, until=until)
+                )
         except FileNotFoundError:
             self._log.warning("queue_log not found; nothing to replay")
             return [], []
+        if self._caller_pays is None:
+            return abandons, []
+        calls = list(parse_caller_pays_log(caller_pays_lines, since=since, until=until))
         return abandons, calls
 
-    def _read_caller_pays(
-        self, handle: IO[str], since: datetime, until: datetime
-    ) -> list[CallerPaysLine | LineRefusal]:
-        if self._caller_pays is None:
-            return []
-        handle.seek(0)
-        return list(parse_caller_pays_log(handle, since=since, until=until))
+
+def _set_aside_caller_pays(lines: Iterable[str], aside: list[str]) -> Iterator[str]:
+    """The lines of queue events, in order; the caller-pays routine's lines go to *aside*."""
+    for line in lines:
+        fields = line.split("|", 5)
+        if len(fields) > 4 and fields[4] == contract.CALLER_PAYS_QUEUE_LOG_EVENT:
+            aside.append(line)
+        else:
+            yield line
