@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -286,7 +288,9 @@ def report(latencies: list[float], missed: int) -> str:
     )
 
 
-async def run_paths(bench: Bench, db: Any, samples: int) -> dict[str, tuple[list[float], int]]:
+async def run_paths(
+    bench: Bench, db: Any, samples: int, *, floor: bool
+) -> dict[str, tuple[list[float], int]]:
     results: dict[str, tuple[list[float], int]] = {}
     bench.by_arrival = {}
     # (a): every operator busy, callbacks due.
@@ -295,8 +299,9 @@ async def run_paths(bench: Bench, db: Any, samples: int) -> dict[str, tuple[list
             await bench.occupy(operator)
     await asyncio.sleep(0.5)
     await db.execute(CANCEL_PENDING)
-    await db.execute(REQUESTS, samples * 3)
-    results["a"] = await bench.operator_freed(samples)
+    if not floor:  # the floor reactor only reacts to abandons
+        await db.execute(REQUESTS, samples * 3)
+        results["a"] = await bench.operator_freed(samples)
     # (b): op1 free but out of the callers' reach (penalty), op2/op3 busy, nothing due.
     await db.execute(CANCEL_PENDING)
     await asyncio.sleep(0.5)
@@ -305,25 +310,35 @@ async def run_paths(bench: Bench, db: Any, samples: int) -> dict[str, tuple[list
     stages: list[tuple[str, float, float]] = []
     results["b"] = await bench.abandon_with_free_operator(samples, stages)
     await bench.occupy("op1")
-    print_stages(await stage_times(db, stages))
+    print_stages(await stage_times(db, stages, STAGES_FLOOR if floor else STAGES_CALLBACKD))
     for path, seconds in sorted(bench.by_arrival.items()):
         print(f"  ({path}) by arrival at the benchmark: {report([s * 1000 for s in seconds], 0)}")
     return results
 
 
-async def stage_times(db: Any, samples: list[tuple[str, float, float]]) -> dict[str, list[float]]:
+STAGES_CALLBACKD = (
+    "SELECT extract(epoch FROM r.created_at) AS stored, "
+    "       extract(epoch FROM min(a.created_at)) AS claimed "
+    "FROM callback_requests r JOIN attempts a ON a.request_id = r.id "
+    "WHERE r.number = $1 GROUP BY r.id ORDER BY r.id DESC LIMIT 1"
+)
+STAGES_FLOOR = (
+    "SELECT extract(epoch FROM r.created_at) AS stored, "
+    "       extract(epoch FROM a.created_at) AS claimed "
+    "FROM floor_requests r JOIN floor_attempts a ON a.request_id = r.id "
+    "WHERE '+' || r.number = $1 ORDER BY r.id DESC LIMIT 1"
+)
+
+
+async def stage_times(
+    db: Any, samples: list[tuple[str, float, float]], query: str
+) -> dict[str, list[float]]:
     """Where path (b)'s time goes, per sample, from the rows' own timestamps (ms): abandon ->
-    capture's transaction began (request created_at), -> claim (attempt created_at), ->
+    the storing transaction began (request created_at), -> claim (attempt created_at), ->
     the operator channel existed."""
     stages: dict[str, list[float]] = {"capture began": [], "claimed": [], "channel": []}
     for number, abandoned, channel_at in samples:
-        row = await db.fetchrow(
-            "SELECT extract(epoch FROM r.created_at) AS stored, "
-            "       extract(epoch FROM min(a.created_at)) AS claimed "
-            "FROM callback_requests r JOIN attempts a ON a.request_id = r.id "
-            "WHERE r.number = $1 GROUP BY r.id ORDER BY r.id DESC LIMIT 1",
-            number,
-        )
+        row = await db.fetchrow(query, number)
         if row is None:
             continue
         stored, claimed = float(row["stored"]), float(row["claimed"])
@@ -342,7 +357,28 @@ def print_stages(stages: dict[str, list[float]]) -> None:
     print("  (b) stage medians: abandon -> " + " -> ".join(parts))
 
 
-async def main_async(samples: int, per_second: float, log_level: str) -> None:
+def spawn_floor(dsn: str, account: AmiAccount, log: Path) -> subprocess.Popen[bytes]:
+    """The reference reactor of bench/reaction_floor.py, in place of callbackd."""
+    config = {
+        "dsn": dsn,
+        "host": account.host,
+        "port": account.port,
+        "username": account.username,
+        "secret": account.secret,
+        "queue": "lab-sales",
+        "operator": "Local/op1@lab-operators",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.reaction_floor", json.dumps(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+
+async def main_async(samples: int, per_second: float, log_level: str, reactor: str) -> None:
+    floor = reactor == "floor"
     postgres, pbx = LabPostgres(), LabAsterisk()
     await asyncio.to_thread(postgres.start)
     await asyncio.to_thread(pbx.start)
@@ -360,7 +396,10 @@ async def main_async(samples: int, per_second: float, log_level: str) -> None:
         )
         config = workdir / "callbackd.toml"
         config.write_text(_config(dsn, pbx.ami_callbackd, log_level))
-        daemon = spawn_daemon(config, workdir / "callbackd.log")
+        if floor:
+            daemon = spawn_floor(dsn, pbx.ami_callbackd, workdir / "callbackd.log")
+        else:
+            daemon = spawn_daemon(config, workdir / "callbackd.log")
         seen = Seen()
         account = pbx.ami_lab
         watcher = _link("watch", account, seen.on_event, None)
@@ -372,27 +411,37 @@ async def main_async(samples: int, per_second: float, log_level: str) -> None:
         for rule in ("Event: QueueCallerAbandon", "Uniqueid: (callbackd|benchbusy)-"):
             await watcher.action({"Action": "Filter", "Operation": "Add", "Filter": rule})
         await control.action({"Action": "Events", "EventMask": "off"})
+        ready = (
+            "SELECT to_regclass('floor_attempts') IS NOT NULL"
+            if floor
+            else "SELECT count(*) > 0 FROM campaigns WHERE name = 'sales'"
+        )
         for _ in range(100):  # the daemon has synced its campaign
-            if await db.fetchval("SELECT count(*) FROM campaigns WHERE name = 'sales'"):
+            if await db.fetchval(ready):
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(2)  # and its AMI link is up and verified
         if daemon.poll() is not None:
             raise RuntimeError(f"callbackd exited: {(workdir / 'callbackd.log').read_text()}")
         bench = Bench(pbx, seen, control, db)
-        low = await run_paths(bench, db, samples)
+        low = await run_paths(bench, db, samples, floor=floor)
         stop = asyncio.Event()
         traffic = asyncio.create_task(background(account, per_second, stop), name="bench-bg")
         await asyncio.sleep(3)  # the background load reaches its steady state
-        busy = await run_paths(bench, db, samples)
+        busy = await run_paths(bench, db, samples, floor=floor)
         stop.set()
         sent = await traffic
-        print(f"callbackd as a subprocess daemon, dialer poll interval {POLL_SECONDS:g} s")
+        if floor:
+            print("the FLOOR reactor (bench/reaction_floor.py), not callbackd")
+        else:
+            print(f"callbackd as a subprocess daemon, dialer poll interval {POLL_SECONDS:g} s")
         print(f"background: {sent} calls at {per_second:g} calls/s during the loaded phase")
-        print(f"(a) operator freed -> operator channel, low load:      {report(*low['a'])}")
-        print(
-            f"(a) operator freed -> operator channel, {per_second:g} calls/s: {report(*busy['a'])}"
-        )
+        if not floor:
+            print(f"(a) operator freed -> operator channel, low load:      {report(*low['a'])}")
+            print(
+                f"(a) operator freed -> operator channel, {per_second:g} calls/s: "
+                f"{report(*busy['a'])}"
+            )
         print(f"(b) abandon, op free -> operator channel, low load:     {report(*low['b'])}")
         loaded_b = report(*busy["b"])
         print(f"(b) abandon, op free -> operator channel, {per_second:g} calls/s: {loaded_b}")
@@ -414,8 +463,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30, help="per path and load level")
     parser.add_argument("--background", type=float, default=200.0, help="other calls/s")
     parser.add_argument("--log-level", default="warning", help="the daemon's (log kept)")
+    parser.add_argument(
+        "--reactor",
+        choices=("callbackd", "floor"),
+        default="callbackd",
+        help="floor: path (b) only, with the minimal reactor of bench/reaction_floor.py",
+    )
     args = parser.parse_args()
-    asyncio.run(main_async(args.samples, args.background, args.log_level))
+    asyncio.run(main_async(args.samples, args.background, args.log_level, args.reactor))
 
 
 if __name__ == "__main__":
