@@ -19,7 +19,12 @@ Both start and end are the ``Timestamp`` Asterisk puts on the events (timestampe
 one clock. Each path runs at low load and with background traffic: Local channels into
 lab-clients that answer, wait 1 s and hang up, at --background calls/s.
 
-Run as root: ``.venv/bin/python -m bench.reaction_time [--samples 30]``.
+``--history N`` first fills the tables with N closed requests (their abandons, attempts and
+events), vacuumed and analysed, as weeks of service leave them. On nearly empty tables
+autovacuum passes every few dozen samples, and the statement after each pass is planned again
+(about 2-3 ms more); the benchmark prints how many passes ran during path (b).
+
+Run as root: ``.venv/bin/python -m bench.reaction_time [--samples 30] [--history 30000]``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,51 @@ FROM campaigns c, generate_series(1, $1) g WHERE c.name = 'sales';
 CANCEL_PENDING = """
 UPDATE callback_requests SET status = 'cancelled', closed_at = now() WHERE status = 'pending'
 """
+# What weeks of service leave behind in the tables path (b) writes: closed requests, each with
+# its abandon and a finished attempt, and their events (already fanned out). An empty table is
+# analysed and vacuumed by autovacuum every ~50 changed rows, and every such pass makes every
+# session plan its statements on the table again; a table of production size is not.
+HISTORY = (
+    """
+    INSERT INTO callback_requests (campaign_id, number, source, status, due_at, created_at,
+                                   closed_at, client_attempts, pbx, queue, uniqueid)
+    SELECT c.id, '+7926' || lpad(g::text, 7, '0'), 'abandon', 'completed',
+           now() - g * interval '60 seconds', now() - g * interval '60 seconds',
+           now() - g * interval '60 seconds' + interval '5 minutes', 1, c.pbx, c.queue,
+           'hist-' || g
+    FROM campaigns c, generate_series(1, $1) g WHERE c.name = 'sales'
+    """,
+    """
+    INSERT INTO queue_abandons (pbx, uniqueid, request_id, queue, number, outcome, abandoned_at)
+    SELECT r.pbx, r.uniqueid, r.id, r.queue, r.number, 'stored', r.created_at
+    FROM callback_requests r WHERE r.uniqueid LIKE 'hist-%'
+    """,
+    """
+    INSERT INTO attempts (id, request_id, campaign_id, number, pbx, operator_interface,
+                          operator_channel_id, client_channel_id, claimed_by, state, outcome,
+                          created_at, ended_at)
+    SELECT gen_random_uuid(), r.id, r.campaign_id, r.number, r.pbx,
+           'Local/op' || (r.id % 3 + 1) || '@lab-operators', 'hist-' || r.id,
+           'hist-' || r.id || '-client', 'bench', 'finished', 'completed', r.created_at,
+           r.closed_at
+    FROM callback_requests r WHERE r.uniqueid LIKE 'hist-%'
+    """,
+    "UPDATE outbox SET fanned_out_at = now() WHERE fanned_out_at IS NULL",
+)
+HOT_TABLES = ("callback_requests", "attempts", "outbox", "queue_abandons")
+MAINTENANCE_PASSES = """
+SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)
+FROM pg_stat_user_tables WHERE relname = ANY ($1::text[])
+"""
+
+
+async def seed_history(db: Any, rows: int) -> None:
+    """Give the tables a history of *rows* closed requests, vacuumed and analysed."""
+    async with db.transaction():
+        for statement in HISTORY:
+            await db.execute(statement, *([rows] if "$1" in statement else []))
+    for table in HOT_TABLES:
+        await db.execute(f"VACUUM ANALYZE {table}")
 
 
 def _config(dsn: str, account: AmiAccount, log_level: str) -> str:
@@ -308,7 +358,10 @@ async def run_paths(
     await bench.free("op1")
     await asyncio.sleep(1.0)
     stages: list[tuple[str, float, float]] = []
+    passes = await db.fetchval(MAINTENANCE_PASSES, list(HOT_TABLES))
     results["b"] = await bench.abandon_with_free_operator(samples, stages)
+    passes = await db.fetchval(MAINTENANCE_PASSES, list(HOT_TABLES)) - passes
+    print(f"  (b) autovacuum/autoanalyze passes on {', '.join(HOT_TABLES)} meanwhile: {passes}")
     await bench.occupy("op1")
     print_stages(await stage_times(db, stages, STAGES_FLOOR if floor else STAGES_CALLBACKD))
     for path, seconds in sorted(bench.by_arrival.items()):
@@ -377,7 +430,9 @@ def spawn_floor(dsn: str, account: AmiAccount, log: Path) -> subprocess.Popen[by
         )
 
 
-async def main_async(samples: int, per_second: float, log_level: str, reactor: str) -> None:
+async def main_async(
+    samples: int, per_second: float, log_level: str, reactor: str, history: int
+) -> None:
     floor = reactor == "floor"
     postgres, pbx = LabPostgres(), LabAsterisk()
     await asyncio.to_thread(postgres.start)
@@ -420,6 +475,8 @@ async def main_async(samples: int, per_second: float, log_level: str, reactor: s
             if await db.fetchval(ready):
                 break
             await asyncio.sleep(0.1)
+        if history:
+            await seed_history(db, history)
         await asyncio.sleep(2)  # and its AMI link is up and verified
         if daemon.poll() is not None:
             raise RuntimeError(f"callbackd exited: {(workdir / 'callbackd.log').read_text()}")
@@ -435,6 +492,7 @@ async def main_async(samples: int, per_second: float, log_level: str, reactor: s
             print("the FLOOR reactor (bench/reaction_floor.py), not callbackd")
         else:
             print(f"callbackd as a subprocess daemon, dialer poll interval {POLL_SECONDS:g} s")
+            print(f"history: {history} closed requests in the tables before the first sample")
         print(f"background: {sent} calls at {per_second:g} calls/s during the loaded phase")
         if not floor:
             print(f"(a) operator freed -> operator channel, low load:      {report(*low['a'])}")
@@ -469,8 +527,18 @@ def main() -> None:
         default="callbackd",
         help="floor: path (b) only, with the minimal reactor of bench/reaction_floor.py",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="closed requests (with abandons, attempts, events) in the tables beforehand",
+    )
     args = parser.parse_args()
-    asyncio.run(main_async(args.samples, args.background, args.log_level, args.reactor))
+    if args.history and args.reactor == "floor":
+        parser.error("--history applies to callbackd's tables, not the floor reactor's")
+    asyncio.run(
+        main_async(args.samples, args.background, args.log_level, args.reactor, args.history)
+    )
 
 
 if __name__ == "__main__":

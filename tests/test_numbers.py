@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from callbackd.domain.numbers import (
 RU = NumberPolicy.build(
     "RU", blocked_prefixes=["+7809"], blocked_regions=["KZ"], own_numbers=["+7 495 123-45-67"]
 )
+OPEN = NumberPolicy.build("RU")
 HOSTILE = ["\r", "\n", "&", "/", "@", ",", "${", ";", "|", "'", '"', "\x00", "１", "٣"]
 
 
@@ -107,6 +109,38 @@ def test_hostile_characters_anywhere_are_never_accepted(base: str, bad: str, at:
     assert isinstance(classify_caller(base[:at] + bad + base[at:], RU), Refused)
 
 
+@settings(max_examples=1000)
+@given(
+    st.sampled_from(["+7", "+1", "+44", "+49", "+800", "+882", "+998", "8", ""]),
+    st.text(alphabet="0123456789", min_size=1, max_size=14),
+)
+def test_accepted_exactly_when_the_library_says_valid_and_not_premium(
+    prefix: str, digits: str
+) -> None:
+    """The classification asks for the number type once instead of validity and type."""
+    raw = prefix + digits
+    try:
+        parsed = phonenumbers.parse(raw, "RU")
+    except phonenumbers.NumberParseException:
+        assert classify_caller(raw, OPEN) == Refused(Refusal.INVALID)
+        return
+    verdict = classify_caller(raw, OPEN)
+    if verdict in (Refused(Refusal.EMERGENCY), Refused(Refusal.BAD_CHARACTERS)):
+        return
+    valid = phonenumbers.is_valid_number(parsed)
+    premium = phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.PREMIUM_RATE
+    assert isinstance(verdict, Accepted) == (valid and not premium)
+    if not valid:
+        assert verdict == Refused(Refusal.INVALID)
+    elif premium:
+        assert verdict == Refused(Refusal.PREMIUM_RATE)
+    else:
+        assert verdict == Accepted(
+            phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            phonenumbers.region_code_for_number(parsed),
+        )
+
+
 @given(st.from_regex(r"\+[1-9][0-9]{5,14}", fullmatch=True))
 def test_dial_digits_is_the_number_without_plus(e164: str) -> None:
     assert dial_digits(e164) == e164[1:]
@@ -118,3 +152,20 @@ def test_dial_digits_is_the_number_without_plus(e164: str) -> None:
 def test_dial_digits_refuses_anything_not_e164(value: str) -> None:
     with pytest.raises(ValueError, match=r"E\.164"):
         dial_digits(value)
+
+
+def test_every_region_builds_a_policy_that_accepts_its_own_example_number() -> None:
+    """Building a policy reads the region's numbering plan ahead of the first caller; that
+    must work for every region phonenumbers knows, and leave the policy usable."""
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        policy = NumberPolicy.build(region)
+        example = phonenumbers.example_number(region)
+        if example is None:
+            continue
+        e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        verdict = classify_caller(e164, policy)
+        assert isinstance(verdict, Accepted), (region, verdict)
+        assert verdict.e164 == e164
+        # Regions sharing a calling code (EH and MA, say) may name the other one.
+        assert example.country_code is not None
+        assert verdict.region in phonenumbers.region_codes_for_country_code(example.country_code)

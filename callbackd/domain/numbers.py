@@ -80,6 +80,7 @@ class NumberPolicy:
         own_numbers: Iterable[str] = (),
     ) -> NumberPolicy:
         """Normalise the configured lists (prefixes without '+', own numbers as E.164)."""
+        preload_numbering_plan(default_region)
         own: set[str] = set()
         for raw in own_numbers:
             verdict = _parse(raw, default_region)
@@ -91,6 +92,22 @@ class NumberPolicy:
             blocked_regions=frozenset(r.upper() for r in blocked_regions),
             own_numbers=frozenset(own),
         )
+
+
+def preload_numbering_plan(region: str) -> None:
+    """Read and compile the region's numbering plan now rather than on the first abandon.
+
+    phonenumbers loads a region's tables and compiles their patterns on first use: the
+    first caller of the day would otherwise wait about 3 ms more for their callback.
+    """
+    region = region.upper()
+    for kind in PhoneNumberType.values():
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is None:
+            continue
+        e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        _parse(e164, region)
+        _is_emergency(phonenumbers.national_significant_number(example), region)
 
 
 def is_withheld(raw: str | None, presentation: str | None = None) -> bool:
@@ -141,9 +158,12 @@ def _parse(text: str, region: str) -> Verdict:
         parsed = phonenumbers.parse(text, region)
     except NumberParseException:
         return Refused(Refusal.INVALID)
-    if not phonenumbers.is_valid_number(parsed):
+    # number_type is UNKNOWN exactly when is_valid_number is false; asking once halves the
+    # metadata lookups (each a regex walk over the region's patterns, on the abandon's path).
+    kind = phonenumbers.number_type(parsed)
+    if kind == PhoneNumberType.UNKNOWN:
         return Refused(Refusal.INVALID)
-    if phonenumbers.number_type(parsed) == PhoneNumberType.PREMIUM_RATE:
+    if kind == PhoneNumberType.PREMIUM_RATE:
         return Refused(Refusal.PREMIUM_RATE)
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if not E164.fullmatch(e164):

@@ -435,7 +435,6 @@ class Dialer:
         operator: str | None,
     ) -> None:
         """A claim's row (request + attempt) becomes a tracked call placed by its own task."""
-        request = CallbackRequest.model_validate(row["request"])
         attempt = Attempt.model_validate(row["attempt"])
         self.stats.claimed += 1
         call = _Call(
@@ -449,6 +448,7 @@ class Dialer:
         # The call's task sends its Originate now; the log line (a fraction of a millisecond
         # to render) follows it instead of delaying it.
         await asyncio.sleep(0)
+        request = CallbackRequest.model_validate(row["request"])  # for the log line only
         self._log.info(
             "callback request dialing",
             request_id=request.id,
