@@ -19,12 +19,13 @@ Both start and end are the ``Timestamp`` Asterisk puts on the events (timestampe
 one clock. Each path runs at low load and with background traffic: Local channels into
 lab-clients that answer, wait 1 s and hang up, at --background calls/s.
 
-``--history N`` first fills the tables with N closed requests (their abandons, attempts and
-events), vacuumed and analysed, as weeks of service leave them. On nearly empty tables
-autovacuum passes every few dozen samples, and the statement after each pass is planned again
-(about 2-3 ms more); the benchmark prints how many passes ran during path (b).
+The tables first hold ``--history`` (default 30,000) closed requests with their abandons,
+attempts and events, vacuumed and analysed, as weeks of service leave them (as in
+bench/claim_latency.py). ``--history 0`` measures empty tables: autovacuum then passes every
+few dozen samples, and the statement after each pass is planned again (about 2-3 ms more);
+the benchmark prints how many passes ran during path (b).
 
-Run as root: ``.venv/bin/python -m bench.reaction_time [--samples 30] [--history 30000]``.
+Run as root: ``.venv/bin/python -m bench.reaction_time [--samples 30] [--history 0]``.
 """
 
 from __future__ import annotations
@@ -530,15 +531,13 @@ def main() -> None:
     parser.add_argument(
         "--history",
         type=int,
-        default=0,
-        help="closed requests (with abandons, attempts, events) in the tables beforehand",
+        default=30_000,
+        help="closed requests (with abandons, attempts, events) in the tables beforehand; "
+        "0 for empty tables",
     )
     args = parser.parse_args()
-    if args.history and args.reactor == "floor":
-        parser.error("--history applies to callbackd's tables, not the floor reactor's")
-    asyncio.run(
-        main_async(args.samples, args.background, args.log_level, args.reactor, args.history)
-    )
+    history = 0 if args.reactor == "floor" else args.history  # callbackd's tables only
+    asyncio.run(main_async(args.samples, args.background, args.log_level, args.reactor, history))
 
 
 if __name__ == "__main__":
