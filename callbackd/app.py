@@ -29,7 +29,7 @@ from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
 from callbackd.db.notify import listen_for_wakeups
 from callbackd.db.pool import create_pool
-from callbackd.domain.numbers import NumberPolicy
+from callbackd.domain.numbers import NumberPolicy, preload_numbering_plan
 from callbackd.domain.operators import OperatorBoard
 from callbackd.domain.retention import pruning_enabled
 from callbackd.http.server import ApiServer
@@ -172,6 +172,7 @@ class Application:
     # -- building ----------------------------------------------------------------------------
     def _build_components(self, campaigns: dict[tuple[str, str], Any]) -> None:
         settings = self.settings
+        preload_numbering_plan(settings.phone.default_region)
         capture = AbandonCapture(
             self.pool,
             campaigns,

@@ -80,7 +80,6 @@ class NumberPolicy:
         own_numbers: Iterable[str] = (),
     ) -> NumberPolicy:
         """Normalise the configured lists (prefixes without '+', own numbers as E.164)."""
-        preload_numbering_plan(default_region)
         own: set[str] = set()
         for raw in own_numbers:
             verdict = _parse(raw, default_region)
@@ -98,7 +97,8 @@ def preload_numbering_plan(region: str) -> None:
     """Read and compile the region's numbering plan now rather than on the first abandon.
 
     phonenumbers loads a region's tables and compiles their patterns on first use: the
-    first caller of the day would otherwise wait about 3 ms more for their callback.
+    daemon's first caller would otherwise wait about 3 ms more for their callback. A
+    one-number process (classic AGI) has nothing to gain and does not call this.
     """
     region = region.upper()
     for kind in PhoneNumberType.values():
