@@ -47,6 +47,7 @@ from typing import Any
 from panoramisk.message import Message
 
 from bench.background import background_call
+from bench.claim_latency import HISTORY_ATTEMPTS
 from callbackd.ami.link import AmiLink, AmiLinkConfig
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
@@ -68,33 +69,20 @@ UPDATE callback_requests SET status = 'cancelled', closed_at = now() WHERE statu
 # its abandon and a finished attempt, and their events (already fanned out). An empty table is
 # analysed and vacuumed by autovacuum every ~50 changed rows, and every such pass makes every
 # session plan its statements on the table again; a table of production size is not.
-HISTORY = (
-    """
-    INSERT INTO callback_requests (campaign_id, number, source, status, due_at, created_at,
-                                   closed_at, client_attempts, pbx, queue, uniqueid)
-    SELECT c.id, '+7926' || lpad(g::text, 7, '0'), 'abandon', 'completed',
-           now() - g * interval '60 seconds', now() - g * interval '60 seconds',
-           now() - g * interval '60 seconds' + interval '5 minutes', 1, c.pbx, c.queue,
-           'hist-' || g
-    FROM campaigns c, generate_series(1, $1) g WHERE c.name = 'sales'
-    """,
-    """
-    INSERT INTO queue_abandons (pbx, uniqueid, request_id, queue, number, outcome, abandoned_at)
-    SELECT r.pbx, r.uniqueid, r.id, r.queue, r.number, 'stored', r.created_at
-    FROM callback_requests r WHERE r.uniqueid LIKE 'hist-%'
-    """,
-    """
-    INSERT INTO attempts (id, request_id, campaign_id, number, pbx, operator_interface,
-                          operator_channel_id, client_channel_id, claimed_by, state, outcome,
-                          created_at, ended_at)
-    SELECT gen_random_uuid(), r.id, r.campaign_id, r.number, r.pbx,
-           'Local/op' || (r.id % 3 + 1) || '@lab-operators', 'hist-' || r.id,
-           'hist-' || r.id || '-client', 'bench', 'finished', 'completed', r.created_at,
-           r.closed_at
-    FROM callback_requests r WHERE r.uniqueid LIKE 'hist-%'
-    """,
-    "UPDATE outbox SET fanned_out_at = now() WHERE fanned_out_at IS NULL",
-)
+HISTORY_REQUESTS = """
+INSERT INTO callback_requests (campaign_id, number, source, status, due_at, created_at,
+                               closed_at, client_attempts, pbx, queue, uniqueid)
+SELECT c.id, '+7926' || lpad(g::text, 7, '0'), 'abandon', 'completed',
+       now() - g * interval '60 seconds', now() - g * interval '60 seconds',
+       now() - g * interval '60 seconds' + interval '5 minutes', 1, c.pbx, c.queue, 'hist-' || g
+FROM campaigns c, generate_series(1, $1) g WHERE c.name = 'sales'
+"""
+HISTORY_ABANDONS = """
+INSERT INTO queue_abandons (pbx, uniqueid, request_id, queue, number, outcome, abandoned_at)
+SELECT r.pbx, r.uniqueid, r.id, r.queue, r.number, 'stored', r.created_at
+FROM callback_requests r WHERE r.uniqueid LIKE 'hist-%'
+"""
+EVENTS_FANNED_OUT = "UPDATE outbox SET fanned_out_at = now() WHERE fanned_out_at IS NULL"
 HOT_TABLES = ("callback_requests", "attempts", "outbox", "queue_abandons")
 MAINTENANCE_PASSES = """
 SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)
@@ -105,8 +93,11 @@ FROM pg_stat_user_tables WHERE relname = ANY ($1::text[])
 async def seed_history(db: Any, rows: int) -> None:
     """Give the tables a history of *rows* closed requests, vacuumed and analysed."""
     async with db.transaction():
-        for statement in HISTORY:
-            await db.execute(statement, *([rows] if "$1" in statement else []))
+        await db.execute(HISTORY_REQUESTS, rows)
+        await db.execute(HISTORY_ABANDONS)
+        # No callback has completed yet: claim_latency's finished attempt per completed request.
+        await db.execute(HISTORY_ATTEMPTS)
+        await db.execute(EVENTS_FANNED_OUT)
     for table in HOT_TABLES:
         await db.execute(f"VACUUM ANALYZE {table}")
 
