@@ -276,3 +276,88 @@ async def test_outbox_indexes(db: Any) -> None:
         "outbox_created_at",  # prune_finished walks old events in creation order (0013)
     }
     assert definitions["outbox_created_at"].endswith("USING btree (created_at, id)")
+
+
+DOMAIN_REFUSALS = [
+    ("UPDATE callback_requests SET status = 'bogus'", "callbackd_request_status"),
+    ("UPDATE callback_requests SET source = 'bogus'", "callbackd_request_source"),
+    ("UPDATE callback_requests SET abandon_count = -1", "callbackd_count"),
+    ("UPDATE callback_requests SET client_attempts = -1", "callbackd_count"),
+    ("UPDATE callback_requests SET operator_declines = -1", "callbackd_count"),
+    ("UPDATE attempts SET number = '+7916&Dial'", "callbackd_e164"),
+    ("UPDATE attempts SET state = 'bogus'", "callbackd_attempt_state"),
+    ("UPDATE attempts SET outcome = 'bogus'", "callbackd_attempt_outcome"),
+    ("UPDATE attempts SET mode = 'bogus'", "callbackd_attempt_mode"),
+    ("INSERT INTO customers (number) VALUES ('79161234567')", "callbackd_e164"),
+    (
+        "INSERT INTO interactions (number, pbx, operator_interface, source) "
+        "VALUES ('+7916@ctx', 'pbx', 'Local/op1@ops', 'inbound')",
+        "callbackd_e164",
+    ),
+    (
+        "INSERT INTO outbox (channel, topic, payload) VALUES ('bogus', 't', '{}')",
+        "callbackd_outbox_channel",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "domain"), DOMAIN_REFUSALS)
+async def test_value_rules_are_domains_that_refuse_what_the_checks_refused(
+    db: Any, statement: str, domain: str
+) -> None:
+    campaign_id = await _campaign(db)
+    request_id = await db.fetchval(
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "VALUES ($1, '+79161234567', 'abandon') RETURNING id",
+        campaign_id,
+    )
+    await db.execute(
+        "INSERT INTO attempts (id, request_id, number, pbx, operator_interface, "
+        "operator_channel_id, client_channel_id, claimed_by) "
+        "VALUES (gen_random_uuid(), $1, '+79161234567', 'pbx', 'Local/op1@ops', 'a', 'b', 't')",
+        request_id,
+    )
+    with pytest.raises(asyncpg.CheckViolationError, match=f"domain {domain} "):
+        await db.execute(statement)
+
+
+async def test_no_single_column_check_is_left_on_the_hot_tables(db: Any) -> None:
+    """Table CHECKs are read back and evaluated on every write (0015): only the ones that
+    relate two columns stay."""
+    rows = await db.fetch(
+        "SELECT conrelid::regclass::text AS relation, conkey FROM pg_constraint "
+        "WHERE contype = 'c' AND conrelid::regclass::text = ANY($1::text[])",
+        ["callback_requests", "attempts", "outbox", "queue_abandons"],
+    )
+    assert rows, "the two-column CHECKs are still there"
+    assert all(len(row["conkey"]) > 1 for row in rows), rows
+
+
+async def test_a_session_open_across_the_domains_migration_keeps_working(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Sessions had compiled the PL/pgSQL functions against text columns; 0015 makes them
+    compile again instead of failing on every later call."""
+    before = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), before)
+    for later in before.glob("*.sql"):
+        if int(later.name.split("_", 1)[0]) >= 15:
+            later.unlink()
+    session = await connect(empty_database)
+    migrator = await connect(empty_database)
+    insert = (
+        "INSERT INTO callback_requests (campaign_id, number, source) "
+        "SELECT id, $1, 'api' FROM campaigns"
+    )
+    try:
+        await apply_migrations(session, discover(before))
+        await _campaign(session)
+        await session.execute(insert, "+79161234567")  # compiles the request trigger
+        report = await apply_migrations(migrator, discover(default_migrations_dir()))
+        assert 15 in [m.version for m in report.applied]
+        await session.execute(insert, "+79161234568")
+        await session.execute(insert, "+79161234569")
+        assert await session.fetchval("SELECT count(*) FROM outbox") == 3
+    finally:
+        await session.close()
+        await migrator.close()
