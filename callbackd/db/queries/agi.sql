@@ -26,8 +26,8 @@ INSERT INTO callback_requests AS r (
     pbx, queue, caller_name, uniqueid, linkedid
 )
 SELECT
-    c.id, $2, 'ivr',
-    $3 + COALESCE((SELECT cu.priority FROM customers cu WHERE cu.number = $2), 0),
+    c.id, $2::text, 'ivr',
+    $3 + COALESCE((SELECT cu.priority FROM customers cu WHERE cu.number = $2::text), 0),
     $4, $5, now(), $6, $7, $8, $9, $10
 FROM campaigns c
 WHERE c.name = $1

@@ -52,11 +52,11 @@ WHERE claimed_by = $1
 
 -- name: set_attempt_state
 UPDATE attempts
-SET state = $2,
+SET state = $2::text,
     stage = COALESCE($3, stage),
-    operator_answered_at = CASE WHEN $2 = 'operator_answered' AND operator_answered_at IS NULL
+    operator_answered_at = CASE WHEN $2::text = 'operator_answered' AND operator_answered_at IS NULL
                                 THEN now() ELSE operator_answered_at END,
-    client_answered_at = CASE WHEN $2 = 'bridged' AND client_answered_at IS NULL
+    client_answered_at = CASE WHEN $2::text = 'bridged' AND client_answered_at IS NULL
                               THEN now() ELSE client_answered_at END
 WHERE id = $1 AND state <> 'finished';
 

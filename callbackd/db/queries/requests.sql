@@ -12,8 +12,8 @@ INSERT INTO callback_requests (
     assigned_operator, pbx, queue, first_joined_at
 )
 VALUES (
-    $1, $2, $3,
-    COALESCE($4::integer, $5::integer + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2), 0)),
+    $1, $2::text, $3,
+    COALESCE($4::integer, $5::integer + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2::text), 0)),
     GREATEST(now(), COALESCE($6::timestamptz, now())), $6, $7, $8, $9, $10, $11, now()
 )
 ON CONFLICT (campaign_id, number) WHERE status IN ('pending', 'dialing') DO NOTHING
