@@ -30,6 +30,8 @@ import time
 import uuid
 from typing import Any
 
+import uvloop
+
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.db.sql import load_queries
@@ -118,7 +120,8 @@ async def claimer(
 def _claimer_process(
     dsn: str, campaigns: int, count: int, start_at: float, rate: float
 ) -> list[float]:
-    return asyncio.run(claimer(dsn, campaigns, count, start_at, rate))
+    # The event loop callbackd's daemon runs on (callbackd/cli.py).
+    return uvloop.run(claimer(dsn, campaigns, count, start_at, rate))
 
 
 def run(dsn: str, campaigns: int, instances: int, claims: int, rate: float) -> dict[str, Any]:

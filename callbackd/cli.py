@@ -91,9 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(settings)
     if args.command == "run":
+        import uvloop
+
         from callbackd.commands.run import run_daemon
 
-        return asyncio.run(run_daemon(settings))
+        # libuv's loop: each hop of an abandon's path (AMI read, database round trip, Originate
+        # write) costs less than on asyncio's own loop (bench figures in the README).
+        return uvloop.run(run_daemon(settings))
     if args.command == "migrate":
         from callbackd.commands.migrate import run_migrate
 
