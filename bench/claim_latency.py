@@ -11,8 +11,11 @@ is its own process with its own connection, as several callbackd instances would
 the claim statement is timed (client side, round trip included). Each claimed attempt is
 then finished (not timed), so the in-flight indexes stay small, as in production. Each
 count runs twice: flat out (throughput; on a small machine 4 claimers plus 4 backends then
-queue for the CPU, and that queueing is in the latency) and paced at a fixed rate per
-claimer (the statement's own latency under concurrency). Prints p50/p99 per claim,
+queue for the CPU, and that queueing is in the latency) and paced (the statement's own
+latency under concurrency): each claimer's claims then arrive at random, independent of the
+other claimers', ``--paced-rate`` per second on average (exponential gaps, as requests and
+free operators reach separate instances; claimers paced on one shared clock would all claim
+at the same instants). Prints p50/p99 per claim,
 claims/s, and for comparison the round trip of ``SELECT 1`` and the server-side execution
 time of one claim (EXPLAIN ANALYZE).
 
@@ -102,10 +105,11 @@ async def claimer(
             if await conn.fetchrow(claim, *args) is not None:
                 await conn.execute(FINISH, args[1])
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        began = time.perf_counter()
-        for i in range(count):
-            if rate > 0:  # paced: claim i is due at i / rate seconds
-                await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+        due = time.perf_counter()
+        for _ in range(count):
+            if rate > 0:  # paced: independent arrivals, ``rate`` per second on average
+                due += random.expovariate(rate)
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             args = _claim_args(campaigns)
             started = time.perf_counter()
             row = await conn.fetchrow(claim, *args)
@@ -210,7 +214,7 @@ def main() -> None:
         for rate in (0.0, args.paced_rate):
             for instances in (1, 4):
                 result = run(dsn, args.campaigns, instances, args.claims, rate)
-                how = f"paced {rate:g}/s each" if rate else "flat out"
+                how = f"paced, random arrivals, {rate:g}/s each" if rate else "flat out"
                 print(
                     f"{instances} claimer(s), {how}: {result['n']} claims, "
                     f"p50 {result['p50']:.3f} ms, p99 {result['p99']:.3f} ms, "
