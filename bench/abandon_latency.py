@@ -56,7 +56,15 @@ min_hold_seconds = 1
 
 def _link(name: str, account: AmiAccount, handler: Any, events: set[str] | None) -> AmiLink:
     return AmiLink(
-        AmiLinkConfig(name, account.host, account.port, account.username, account.secret),
+        AmiLinkConfig(
+            name,
+            account.host,
+            account.port,
+            account.username,
+            account.secret,
+            # not callbackd's prefix: the daemon's eventfilter would let these responses in
+            action_id_prefix=f"bench-{name}",
+        ),
         handler=handler,
         events=events,
     )

@@ -21,7 +21,7 @@ from callbackd.lab.daemon import wait_until
 from tests.fake_ami import FakeAmiServer
 
 
-def _config(port: int, **overrides: float | str) -> AmiLinkConfig:
+def _config(port: int, **overrides: float | str | None) -> AmiLinkConfig:
     values: dict[str, object] = {
         "name": "pbx",
         "host": "127.0.0.1",
@@ -178,6 +178,22 @@ async def test_pending_action_fails_on_drop_and_is_never_resent(server: FakeAmiS
         await link.wait_up(3)
         await asyncio.sleep(0.3)
     assert len(server.actions("Originate")) == 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"), [(None, "callbackd-pbx-"), ("bench-x", "bench-x-")]
+)
+async def test_action_ids_carry_the_configured_prefix(
+    server: FakeAmiServer, prefix: str | None, expected: str
+) -> None:
+    """The shipped eventfilter passes OriginateResponses whose ActionID starts with callbackd-:
+    a program that is not callbackd must not use that prefix."""
+    link = AmiLink(_config(await _port(server), action_id_prefix=prefix), handler=Collector())
+    async with running(link):
+        await link.wait_up(3)
+        await link.action({"Action": "Ping"}, timeout=2)
+    [ping, *_] = server.actions("Ping")
+    assert ping["ActionID"].startswith(expected)
 
 
 async def test_action_times_out_and_is_forgotten(server: FakeAmiServer) -> None:

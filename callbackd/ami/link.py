@@ -67,6 +67,10 @@ class AmiLinkConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     max_queued_events: int = 10_000
+    # ActionIDs start with this (None: ``callbackd-<name>``, the prefix the shipped eventfilter
+    # lets OriginateResponse through for). Another program using this class picks its own, so
+    # its OriginateResponses do not reach callbackd.
+    action_id_prefix: str | None = None
 
 
 @dataclass
@@ -174,7 +178,7 @@ class AmiLink:
                 lambda: AmiProtocol(
                     on_event=self._enqueue_event,
                     on_malformed=self._on_malformed,
-                    action_id_prefix=f"callbackd-{cfg.name}",
+                    action_id_prefix=cfg.action_id_prefix or f"callbackd-{cfg.name}",
                     keepalive_seconds=int(cfg.ping_interval),
                     wanted_events=self._wanted,
                     on_skipped=self._count_ignored,
