@@ -21,12 +21,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from panoramisk.message import Message
 
+from bench.ami_links import bench_link, ignore_events
 from bench.background import background_call
-from callbackd.ami.link import AmiLink, AmiLinkConfig
+from callbackd.ami.link import AmiLink
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
@@ -54,26 +54,6 @@ min_hold_seconds = 1
     )
 
 
-def _link(name: str, account: AmiAccount, handler: Any, events: set[str] | None) -> AmiLink:
-    return AmiLink(
-        AmiLinkConfig(
-            name,
-            account.host,
-            account.port,
-            account.username,
-            account.secret,
-            # not callbackd's prefix: the daemon's eventfilter would let these responses in
-            action_id_prefix=f"bench-{name}",
-        ),
-        handler=handler,
-        events=events,
-    )
-
-
-async def _ignore(_link: AmiLink, _event: Message) -> None:
-    return None
-
-
 async def run_phase(
     name: str,
     *,
@@ -89,9 +69,9 @@ async def run_phase(
     async def on_abandon(_link: AmiLink, event: Message) -> None:
         stamps[str(event["Uniqueid"])] = float(event["Timestamp"])
 
-    watcher = _link("watch", account, on_abandon, {"QueueCallerAbandon"})
-    caller = _link("callers", account, _ignore, set())
-    traffic = _link("traffic", account, _ignore, set())
+    watcher = bench_link("watch", account, on_abandon, {"QueueCallerAbandon"})
+    caller = bench_link("callers", account, ignore_events, set())
+    traffic = bench_link("traffic", account, ignore_events, set())
     tasks = [asyncio.create_task(link.run()) for link in (watcher, caller, traffic)]
     try:
         for link in (watcher, caller, traffic):

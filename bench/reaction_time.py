@@ -46,9 +46,10 @@ from typing import Any
 
 from panoramisk.message import Message
 
+from bench.ami_links import bench_link, ignore_events
 from bench.background import background_call
 from bench.claim_latency import HISTORY_ATTEMPTS
-from callbackd.ami.link import AmiLink, AmiLinkConfig
+from callbackd.ami.link import AmiLink
 from callbackd.db.migrations import apply_migrations, default_migrations_dir, discover
 from callbackd.db.pool import connect
 from callbackd.lab.asterisk import AmiAccount, LabAsterisk
@@ -124,26 +125,6 @@ start = "00:00"
 end = "23:59"
 """,
     )
-
-
-def _link(name: str, account: AmiAccount, handler: Any, events: set[str] | None) -> AmiLink:
-    return AmiLink(
-        AmiLinkConfig(
-            name,
-            account.host,
-            account.port,
-            account.username,
-            account.secret,
-            # not callbackd's prefix: the daemon's eventfilter would let these responses in
-            action_id_prefix=f"bench-{name}",
-        ),
-        handler=handler,
-        events=events,
-    )
-
-
-async def _ignore(_link: AmiLink, _event: Message) -> None:
-    return None
 
 
 @dataclass
@@ -305,7 +286,7 @@ class Bench:
 
 
 async def background(account: AmiAccount, per_second: float, stop: asyncio.Event) -> int:
-    traffic = _link("traffic", account, _ignore, set())
+    traffic = bench_link("traffic", account, ignore_events, set())
     task = asyncio.create_task(traffic.run(), name="bench-traffic-link")
     sent = 0
     try:
@@ -457,8 +438,8 @@ async def main_async(
             daemon = spawn_daemon(config, workdir / "callbackd.log")
         seen = Seen()
         account = pbx.ami_lab
-        watcher = _link("watch", account, seen.on_event, None)
-        control = _link("control", account, _ignore, set())
+        watcher = bench_link("watch", account, seen.on_event, None)
+        control = bench_link("control", account, ignore_events, set())
         links = [asyncio.create_task(link.run()) for link in (watcher, control)]
         for link in (watcher, control):
             await link.wait_up(5)
