@@ -15,9 +15,8 @@ queue for the CPU, and that queueing is in the latency) and paced (the statement
 latency under concurrency): each claimer's claims then arrive at random, independent of the
 other claimers', ``--paced-rate`` per second on average (exponential gaps, as requests and
 free operators reach separate instances; claimers paced on one shared clock would all claim
-at the same instants). Prints p50/p99 per claim,
-claims/s, and for comparison the round trip of ``SELECT 1`` and the server-side execution
-time of one claim (EXPLAIN ANALYZE).
+at the same instants). Prints p50/p99 per claim, claims/s, and for comparison the round
+trip of ``SELECT 1`` and the server-side execution time of one claim (EXPLAIN ANALYZE).
 
 Run as root: ``.venv/bin/python -m bench.claim_latency [--requests 100000]``.
 """

@@ -7,7 +7,7 @@ The driver (this process, blocking sockets) times each line from send to reply, 
 and with 10 ms of idle between lines (how abandons arrive on a quiet site). The reactor runs
 once on each loop, in turn, ``--rounds`` times.
 
-Run as root: ``.venv/bin/python -m bench.event_loop [--lines 400] [--rounds 2]``.
+Run as root: ``.venv/bin/python -m bench.event_loop [--lines 400] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def measure(loop_name: str, dsn: str, count: int) -> dict[float, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     cluster = LabPostgres()
     cluster.start()

@@ -17,28 +17,27 @@ from callbackd.db.sql import load_queries
 
 pytestmark = pytest.mark.postgres
 
-QUERY_FILES = sorted(
-    entry.name.removesuffix(".sql")
-    for entry in resources.files("callbackd.db.queries").iterdir()
+QUERIES = {
+    entry.name.removesuffix(".sql"): load_queries(entry.name.removesuffix(".sql"))
+    for entry in (resources.files("callbackd.db") / "queries").iterdir()
     if entry.name.endswith(".sql")
-)
-NAMED = [(source, name) for source in QUERY_FILES for name in load_queries(source).by_name]
+}
 
 
 def test_every_query_file_is_covered() -> None:
-    assert "capture" in QUERY_FILES
-    assert "dialer" in QUERY_FILES
-    assert len(NAMED) > 50
+    assert "capture" in QUERIES
+    assert "dialer" in QUERIES
+    assert sum(len(queries.by_name) for queries in QUERIES.values()) > 50
 
 
 async def test_every_query_prepares(db: Any) -> None:
     refused = []
-    for source, name in NAMED:
-        text = load_queries(source)[name]
-        try:
-            statement = await db.prepare(text)
-        except asyncpg.PostgresError as err:
-            refused.append(f"{source}:{name}: {type(err).__name__}: {err}")
-            continue
-        assert statement.get_query() == text
+    for source, queries in sorted(QUERIES.items()):
+        for name, text in queries.by_name.items():
+            try:
+                statement = await db.prepare(text)
+            except asyncpg.PostgresError as err:
+                refused.append(f"{source}:{name}: {type(err).__name__}: {err}")
+                continue
+            assert statement.get_query() == text
     assert refused == []
