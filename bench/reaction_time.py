@@ -382,13 +382,18 @@ async def stage_times(
     return stages
 
 
-def print_stages(stages: dict[str, list[float]]) -> None:
+def print_stages(stages: dict[str, list[float]], slowest: int = 4) -> None:
     parts = [
         f"{name} +{statistics.median(values):.2f} ms (max {max(values):.2f})"
         for name, values in stages.items()
         if values
     ]
     print("  (b) stage medians: abandon -> " + " -> ".join(parts))
+    # The tail is what the target is about: where did the slowest samples spend their time?
+    per_sample = list(zip(*stages.values(), strict=True))
+    for sample in sorted(per_sample, key=sum, reverse=True)[:slowest]:
+        split = " + ".join(f"{value:.2f}" for value in sample)
+        print(f"  (b) slow sample {sum(sample):6.2f} ms = {split} ({', '.join(stages)})")
 
 
 def spawn_floor(dsn: str, account: AmiAccount, log: Path) -> subprocess.Popen[bytes]:

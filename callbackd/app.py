@@ -23,7 +23,7 @@ from callbackd.agi.routes import campaigns_by_queue as agi_campaigns_by_queue
 from callbackd.agi.server import FastAgiServer
 from callbackd.ami.capture_events import CaptureEventHandler
 from callbackd.ami.link import AmiLink, AmiLinkConfig, UpHook
-from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler, abandon_handler
+from callbackd.ami.queue_events import QUEUE_EVENTS, QueueEventHandler, in_order
 from callbackd.ami.router import EventRouter
 from callbackd.ami.verify import PROBE_ROUTE, AccountVerifier
 from callbackd.db.migrations import default_migrations_dir, discover, pending_versions
@@ -210,11 +210,13 @@ class Application:
         queue_handler = QueueEventHandler(self.boards, modes["wake"])
         router = EventRouter(
             {
+                **dict.fromkeys(QUEUE_EVENTS, queue_handler),
                 # the board counts the caller out first: the dialer sees the slot at once
-                "QueueCallerAbandon": abandon_handler(queue_handler, capture_handler),
+                "QueueCallerAbandon": in_order(queue_handler, capture_handler),
+                # capture judges a waiting caller's number before they might give up
+                "QueueCallerJoin": in_order(queue_handler, capture_handler),
                 "AgentConnect": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
-                **dict.fromkeys(QUEUE_EVENTS, queue_handler),
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
                 f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,
                 **modes["routes"],

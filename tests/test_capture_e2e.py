@@ -86,6 +86,32 @@ async def test_abandoned_caller_becomes_one_open_request(
     assert campaign == "sales"
 
 
+async def test_a_waiting_callers_number_is_judged_before_they_give_up(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    """QueueCallerJoin: the number policy's verdict is ready before the abandon needs it."""
+    number = _fresh_number()
+    settings = lab_settings(database, pbx.ami_callbackd)
+    async with running_daemon(settings) as app:
+        capture = app.capture
+        assert capture is not None
+        async with ami_driver.events("QueueCallerJoin", "QueueCallerAbandon") as events:
+            channel_id = await ami_driver.originate_caller(number, wait_seconds=3)
+            waiting = f"{channel_id};2"
+            await events.next("QueueCallerJoin", lambda e: e.get("Uniqueid") == waiting)
+            await wait_until(
+                lambda: number in capture.verdicts, timeout=5, what="the waiting caller judged"
+            )
+            stored = "SELECT count(*) FROM callback_requests WHERE number = $1"
+            assert await db.fetchval(stored, f"+{number}") == 0  # still waiting
+            await events.next(
+                "QueueCallerAbandon", lambda e: e.get("Uniqueid") == waiting, timeout=15
+            )
+        row = await _request_for(db, f"+{number}")
+    assert row["status"] == "pending"
+    assert row["uniqueid"] == waiting
+
+
 async def test_the_same_caller_abandoning_twice_is_one_request(
     pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
 ) -> None:

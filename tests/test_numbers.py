@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from callbackd.domain.numbers import (
     E164,
     Accepted,
+    CallerVerdicts,
     NumberPolicy,
     Refusal,
     Refused,
@@ -171,3 +172,40 @@ def test_every_region_preloads_and_then_accepts_its_own_example_number() -> None
         # Regions sharing a calling code (EH and MA, say) may name the other one.
         assert example.country_code is not None
         assert verdict.region in phonenumbers.region_codes_for_country_code(example.country_code)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(st.none(), st.text(max_size=50), st.from_regex(r"\+?[0-9 ()-]{0,20}")))
+def test_remembered_verdicts_are_the_policys_verdicts(raw: str | None) -> None:
+    verdicts = CallerVerdicts(RU)
+    first = verdicts(raw)
+    assert first == classify_caller(raw, RU)
+    assert verdicts(raw) == first  # the second time from memory, the same
+
+
+def test_verdicts_are_worked_out_once_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import callbackd.domain.numbers as numbers
+
+    parsed: list[str | None] = []
+    real = numbers.classify_caller
+
+    def counting(raw: str | None, policy: NumberPolicy, **kw: object) -> object:
+        parsed.append(raw)
+        return real(raw, policy)
+
+    monkeypatch.setattr(numbers, "classify_caller", counting)
+    verdicts = CallerVerdicts(RU, size=2)
+    verdicts("+79161234567")
+    verdicts("+79161234567")
+    assert parsed == ["+79161234567"]
+    verdicts("+79161234568")
+    verdicts("+79161234567")  # used again: now the most recent
+    verdicts("+79161234569")  # the third: the least recently used goes
+    assert len(verdicts) == 2
+    assert "+79161234567" in verdicts
+    assert "+79161234568" not in verdicts
+    too_long = "1" * 41  # refused as bad characters, never kept
+    verdicts(too_long)
+    verdicts(too_long)
+    assert parsed.count(too_long) == 2
+    assert too_long not in verdicts

@@ -7,7 +7,7 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from callbackd.ami.queue_events import QueueEventHandler, abandon_handler
+from callbackd.ami.queue_events import QueueEventHandler, in_order
 from callbackd.domain.operators import OperatorBoard
 
 
@@ -71,7 +71,7 @@ async def test_an_abandon_counts_the_caller_out_before_capture_runs() -> None:
     async def capture(_link: Any, _message: Message) -> None:
         seen_by_capture.append(board.callers_waiting("sales"))
 
-    on_abandon = abandon_handler(handler, capture)
+    on_abandon = in_order(handler, capture)
     link: Any = _Link()
     await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u1"))
     await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u2"))

@@ -13,7 +13,8 @@ from callbackd.services.capture import AbandonCapture
 
 
 class CaptureEventHandler:
-    """Feeds QueueCallerAbandon and AgentConnect from any PBX link into the capture service."""
+    """Feeds QueueCallerAbandon and AgentConnect from any PBX link into the capture service,
+    and QueueCallerJoin, whose caller id it judges ahead of a possible abandon."""
 
     def __init__(
         self,
@@ -30,6 +31,12 @@ class CaptureEventHandler:
             abandon = abandon_from_ami(link.name, message, received_at=self._clock())
             if abandon is not None:
                 await self._capture.on_abandon(abandon)
+        elif name == "queuecallerjoin":
+            queue, number = message.get("queue"), message.get("calleridnum")
+            if isinstance(queue, str):
+                self._capture.on_caller_joined(
+                    link.name, queue, number if isinstance(number, str) else None
+                )
         elif name == "agentconnect":
             connected = agent_connect_from_ami(link.name, message, received_at=self._clock())
             if connected is not None:

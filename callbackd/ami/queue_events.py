@@ -119,13 +119,15 @@ class QueueEventHandler:
         self._wake()
 
 
-def abandon_handler(board_first: EventHandler, capture: EventHandler) -> EventHandler:
-    """``QueueCallerAbandon``: the operator board counts the caller out, then capture stores
-    the request. In this order the dialer, woken by the stored request, already sees the
-    free operator's slot (it does not wait for the caller's QueueCallerLeave)."""
+def in_order(*handlers: EventHandler) -> EventHandler:
+    """One event, several handlers, one after the other. For ``QueueCallerAbandon`` the
+    operator board counts the caller out before capture stores the request: the dialer,
+    woken by the stored request, then already sees the free operator's slot (it does not
+    wait for the caller's QueueCallerLeave). For ``QueueCallerJoin`` the board counts the
+    caller in before capture judges their number."""
 
     async def handle(link: AmiLink, message: Message) -> None:
-        await board_first(link, message)
-        await capture(link, message)
+        for handler in handlers:
+            await handler(link, message)
 
     return handle

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from callbackd.domain.numbers import Accepted, NumberPolicy, classify_caller
+from callbackd.domain.numbers import Accepted, Verdict
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,19 @@ class Skip:
 
 
 def judge_abandon(
-    abandon: QueueAbandon, campaign: CampaignRef, policy: NumberPolicy, *, now: datetime
+    abandon: QueueAbandon,
+    campaign: CampaignRef,
+    verdict_of: Callable[[str | None], Verdict],
+    *,
+    now: datetime,
 ) -> Store | Skip:
+    """Store or skip, and when; *verdict_of* is the number policy (classify_caller under the
+    site's policy, e.g. a :class:`~callbackd.domain.numbers.CallerVerdicts`)."""
     if abandon.hold_seconds is not None and abandon.hold_seconds < campaign.min_hold_seconds:
         return Skip("short_hold")
     if now - abandon.abandoned_at > campaign.expiry:
         return Skip("expired")
-    verdict = classify_caller(abandon.caller_number, policy)
+    verdict = verdict_of(abandon.caller_number)
     if not isinstance(verdict, Accepted):
         return Skip(str(verdict.reason))
     due = max(now, abandon.abandoned_at + campaign.initial_delay)

@@ -29,7 +29,7 @@ from callbackd.domain.capture import (
     Store,
     judge_abandon,
 )
-from callbackd.domain.numbers import Accepted, NumberPolicy, classify_caller
+from callbackd.domain.numbers import Accepted, CallerVerdicts, NumberPolicy
 
 # Errors that mean "the database is not there right now", as opposed to a bad statement.
 DATABASE_DOWN = (
@@ -110,7 +110,7 @@ class AbandonCapture:
     ) -> None:
         self._pool = pool
         self._campaigns = dict(campaigns)
-        self._numbers = numbers
+        self._verdicts = CallerVerdicts(numbers)
         self._resolve_everywhere = resolve_in_all_campaigns
         self._buffer: deque[QueueAbandon] = deque()
         self._buffer_limit = buffer_limit
@@ -138,8 +138,20 @@ class AbandonCapture:
     def healthy(self) -> bool:
         return not self._buffer
 
+    @property
+    def verdicts(self) -> CallerVerdicts:
+        """The number policy's verdicts, by caller id, of the callers judged lately."""
+        return self._verdicts
+
     def campaign_for(self, pbx: str, queue: str) -> CampaignRef | None:
         return self._campaigns.get((pbx, queue))
+
+    # -- callers waiting --------------------------------------------------------------------
+    def on_caller_joined(self, pbx: str, queue: str, caller_number: str | None) -> None:
+        """A caller is waiting in one of our queues: judge their number now, so that if they
+        give up, the abandon finds its verdict ready (no parse on the way to the callback)."""
+        if caller_number is not None and self.campaign_for(pbx, queue) is not None:
+            self._verdicts(caller_number)
 
     # -- abandons --------------------------------------------------------------------------
     async def on_abandon(self, abandon: QueueAbandon) -> CaptureOutcome:
@@ -162,7 +174,7 @@ class AbandonCapture:
 
     async def _record(self, abandon: QueueAbandon, campaign: CampaignRef) -> CaptureOutcome:
         now = self._clock()
-        verdict = judge_abandon(abandon, campaign, self._numbers, now=now)
+        verdict = judge_abandon(abandon, campaign, self._verdicts, now=now)
         q = self._queries
         log = self._log.bind(
             pbx=abandon.pbx,
@@ -305,7 +317,7 @@ class AbandonCapture:
         campaign = self.campaign_for(event.pbx, event.queue)
         if campaign is None and not self._resolve_everywhere:
             return 0
-        verdict = classify_caller(event.caller_number, self._numbers)
+        verdict = self._verdicts(event.caller_number)
         if not isinstance(verdict, Accepted):
             return 0
         scope = None if self._resolve_everywhere or campaign is None else [campaign.id]
