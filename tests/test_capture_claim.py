@@ -133,7 +133,7 @@ async def test_an_operator_in_a_call_elsewhere_refuses_the_claim_not_the_abandon
     assert await capture.on_abandon(_abandon()) is CaptureOutcome.CREATED
     [(_offer, result)] = claimer.settled
     assert result is not None
-    assert "claim" not in result
+    assert result["claim"] is None
     assert result["claim_refused"] == {
         "sqlstate": "23505",
         "constraint": "attempts_one_in_flight_per_operator",
@@ -169,6 +169,8 @@ async def test_nothing_due_for_the_operator_claims_nothing(pool: Any) -> None:
     [(_offer, result)] = claimer.settled
     assert result is not None
     assert result["claim"] is None
+    assert result["claim_refused"] is None
+    assert result["created"] is True
     assert await pool.fetchval("SELECT status FROM callback_requests") == "pending"
     assert await pool.fetchval("SELECT count(*) FROM attempts") == 0
 

@@ -43,10 +43,6 @@ DATABASE_DOWN = (
 )
 
 
-_NOT_REQUEST_FIELDS = frozenset({"created", "claim", "claim_refused"})
-"""What the capture statements add to the request row they return."""
-
-
 class CaptureOutcome(StrEnum):
     CREATED = "created"
     MERGED = "merged"
@@ -222,9 +218,7 @@ class AbandonCapture:
             self.stats.duplicates += 1
             return CaptureOutcome.DUPLICATE
         created = bool(stored["created"])
-        request = CallbackRequest.model_validate(
-            {k: v for k, v in stored.items() if k not in _NOT_REQUEST_FIELDS}
-        )
+        request = CallbackRequest.model_validate(stored["request"])
         if created:
             self.stats.created += 1
             if self.on_stored is not None:
@@ -272,7 +266,8 @@ class AbandonCapture:
         verdict: Store,
         offer: ClaimOffer | None,
     ) -> dict[str, Any] | None:
-        """One statement: the request (as a dict, plus "created"), None for a duplicate."""
+        """One statement: the request row (JSON), "created", and with an offer "claim" or
+        "claim_refused"; None for a duplicate sighting."""
         arguments: list[Any] = [
             abandon.pbx,
             abandon.uniqueid,
@@ -300,10 +295,8 @@ class AbandonCapture:
                 offer.instance,
             ]
         async with self._pool.acquire(timeout=self._write_timeout) as conn:
-            stored: dict[str, Any] | None = await conn.fetchval(
-                query, *arguments, timeout=self._write_timeout
-            )
-        return stored
+            stored = await conn.fetchrow(query, *arguments, timeout=self._write_timeout)
+        return None if stored is None else dict(stored)
 
     async def _settle(self, offer: ClaimOffer, stored: Mapping[str, Any] | None) -> None:
         """Hand the claim (or None: the statement failed) to the dialer, which places the call

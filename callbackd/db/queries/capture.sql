@@ -9,8 +9,9 @@ RETURNING pbx;
 
 -- name: capture_abandon
 -- Claim (pbx, uniqueid), create or merge the number's open request of the campaign, link the
--- abandon to it: one round trip (migration 0010). NULL: a duplicate sighting, nothing changed.
-SELECT callbackd_capture_abandon(
+-- abandon to it: one round trip (migration 0010). The request row as JSON and whether it was
+-- created (migration 0016); no row: a duplicate sighting, nothing changed.
+SELECT request, created FROM callbackd_capture_abandon(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 );
 
@@ -43,6 +44,7 @@ RETURNING id;
 -- name: capture_and_claim
 -- capture_abandon, then the dialer's claim for the free operator it offered ($16), in one
 -- round trip (migration 0011): the abandon's callback can start without a second one.
-SELECT callbackd_capture_and_claim(
+-- capture_abandon's columns, plus the claim (request and attempt) or why it was refused.
+SELECT request, created, claim, claim_refused FROM callbackd_capture_and_claim(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
 );
