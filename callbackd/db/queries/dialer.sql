@@ -115,7 +115,7 @@ LIMIT 1;
 -- name: claim_for_operator
 -- The dialer's claim for one free operator ($4), in ONE statement (one round trip per
 -- reaction): the function of migration 0011 (what it picks, in which order, and what the
--- database refuses is documented there), as 0016 rewrote it (json columns). Capture runs the same function after storing an
--- abandon when the dialer offered it a free operator (capture.sql, capture_and_claim). No
--- row: nothing is due for this operator.
+-- database refuses is documented there), as 0016 rewrote it (json columns). Capture runs
+-- the same function after storing an abandon when the dialer offered it a free operator
+-- (capture.sql, capture_and_claim). No row: nothing is due for this operator.
 SELECT request, attempt FROM callbackd_claim_for_operator($1, $2, $3, $4, $5, $6, $7, $8);
