@@ -546,28 +546,34 @@ def test_the_oldest_waiting_callers_join_time_is_kept() -> None:
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=30)
     board.caller_left(Q, "c2")
     assert board.oldest_caller_joined(Q) == NOW
-    board.caller_left(Q, "unknown")  # a leave for a caller never seen changes only the count
+    board.caller_left(Q, "unknown")  # a leave for a caller not waiting changes nothing
     assert board.oldest_caller_joined(Q) == NOW
+    assert board.callers_waiting(Q) == 2
+    board.caller_left(Q)  # the caller who joined without an id
     assert board.callers_waiting(Q) == 1
 
 
-def test_join_times_are_forgotten_once_nobody_waits() -> None:
+def test_a_leave_without_an_id_never_counts_out_a_caller_known_by_id() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
-    board.caller_joined(Q, "c2", NOW)
-    board.caller_left(Q)  # c2's leave arrived without an id
+    board.caller_left(Q)
+    assert board.callers_waiting(Q) == 1
     board.caller_left(Q, "c1")
     assert board.callers_waiting(Q) == 0
     assert board.oldest_caller_joined(Q) is None  # no stale age holds callbacks back
 
 
-def test_a_snapshot_replaces_the_join_times() -> None:
+def test_a_snapshot_replaces_the_callers() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "gone", NOW - timedelta(hours=1))
     board.replace_queue(Q, [member()], 1, {"c9": NOW - timedelta(seconds=5)})
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)
-    board.replace_queue(Q, [member()], 0)  # a snapshot without entries keeps what is known
-    assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=5)
+    assert board.callers_waiting(Q) == 1
+    board.replace_queue(Q, [member()], 2, {"c9": NOW - timedelta(seconds=5)})
+    assert board.callers_waiting(Q) == 2  # one more counted without an id
+    board.replace_queue(Q, [member()], 0)
+    assert board.callers_waiting(Q) == 0
+    assert board.oldest_caller_joined(Q) is None
 
 
 def test_an_abandoning_caller_is_counted_out_once_at_the_abandon() -> None:
@@ -577,19 +583,92 @@ def test_an_abandoning_caller_is_counted_out_once_at_the_abandon() -> None:
     board.caller_abandoned(Q, "c1")
     assert board.callers_waiting(Q) == 2  # at once, before c1's QueueCallerLeave
     board.caller_abandoned(Q, "c1")  # the same abandon seen twice
+    board.caller_left(Q, "c1")  # its leave
+    board.caller_left(Q, "c1")  # and the leave seen twice
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q, "c1")  # its leave: already counted
-    assert board.callers_waiting(Q) == 2
-    board.caller_left(Q, "c1")  # a second leave of the same id counts (ids are not kept)
-    assert board.callers_waiting(Q) == 1
     board.caller_left(Q, "c2")
+    assert board.callers_waiting(Q) == 1
+
+
+def test_a_join_handled_after_the_snapshot_that_holds_it_is_counted_once() -> None:
+    """QueueStatus at connect races the events: the caller's own QueueCallerJoin, sent
+    before the snapshot was taken, may be handled after it. Counted twice, the queue would
+    owe its one free operator to a caller who is not there, for as long as the link lives."""
+    board = board_with(member("PJSIP/1"))
+    board.replace_queue(Q, [member("PJSIP/1")], 1, {"c1": NOW - timedelta(seconds=2)})
+    board.caller_joined(Q, "c1", NOW - timedelta(seconds=1))
+    assert board.callers_waiting(Q) == 1
+    assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=2)
+    board.caller_abandoned(Q, "c1")
+    board.caller_left(Q, "c1")
     assert board.callers_waiting(Q) == 0
+    assert release_slots(len(board.free_members(Q, NOW)), board.callers_waiting(Q)) == 1
 
 
-def test_a_resync_forgets_abandons_whose_leave_never_came() -> None:
+def test_a_resync_after_an_abandon_whose_leave_never_came() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
     board.caller_abandoned(Q, "c1")
     board.replace_queue(Q, [], 1, {"c1": NOW})  # c1 again, e.g. a new call with that id
     board.caller_left(Q, "c1")
     assert board.callers_waiting(Q) == 0
+
+
+# Caller event streams as Asterisk sends them: every caller joins once, then leaves, or
+# abandons and leaves, or is still waiting at the end.
+_CALLER_FATES = st.lists(st.sampled_from(["waits", "leaves", "abandons"]), min_size=1, max_size=8)
+
+
+@st.composite
+def _caller_events(draw: st.DrawFn) -> list[tuple[str, str]]:
+    fates = draw(_CALLER_FATES)
+    pending = [
+        [("join", f"c{i}")]
+        + {
+            "waits": [],
+            "leaves": [("leave", f"c{i}")],
+            "abandons": [("abandon", f"c{i}"), ("leave", f"c{i}")],
+        }[fate]
+        for i, fate in enumerate(fates)
+    ]
+    events: list[tuple[str, str]] = []
+    while any(pending):
+        stream = draw(st.sampled_from([p for p in pending if p]))
+        events.append(stream.pop(0))
+    return events
+
+
+def _apply(board: OperatorBoard, kind: str, caller: str) -> None:
+    if kind == "join":
+        board.caller_joined(Q, caller, NOW)
+    elif kind == "abandon":
+        board.caller_abandoned(Q, caller)
+    else:
+        board.caller_left(Q, caller)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=_caller_events(), data=st.data())
+def test_a_snapshot_racing_the_events_converges_to_the_truth(
+    events: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    """Asterisk takes the snapshot after event *taken*; the board handled only the first
+    *handled* of those before the snapshot arrived and handles the rest after it."""
+    taken = data.draw(st.integers(0, len(events)), label="taken")
+    handled = data.draw(st.integers(0, taken), label="handled")
+    waiting_at: set[str] = set()
+    for kind, caller in events[:taken]:
+        if kind == "join":
+            waiting_at.add(caller)
+        else:
+            waiting_at.discard(caller)
+    board = OperatorBoard()
+    for kind, caller in events[:handled]:
+        _apply(board, kind, caller)
+    board.replace_queue(Q, [], len(waiting_at), dict.fromkeys(waiting_at, NOW))
+    for kind, caller in events[handled:]:
+        _apply(board, kind, caller)
+    still_waiting = {c for kind, c in events if kind == "join"} - {
+        c for kind, c in events if kind != "join"
+    }
+    assert board.callers_waiting(Q) == len(still_waiting)

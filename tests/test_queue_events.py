@@ -80,3 +80,21 @@ async def test_an_abandon_counts_the_caller_out_before_capture_runs() -> None:
     assert len(woken) == 2  # the abandon itself wakes nobody: capture does, once stored
     await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u1"))
     assert board.callers_waiting("sales") == 1  # u2 still waits
+
+
+async def test_a_join_event_handled_after_the_resync_that_saw_the_caller_counts_once() -> None:
+    board = OperatorBoard()
+    handler = QueueEventHandler({"pbx": board}, lambda: None)
+    link: Any = _Link(
+        [
+            event(Event="QueueParams", Queue="sales", Calls="1"),
+            event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="3"),
+        ]
+    )
+    await handler.resync(link)
+    # u7's QueueCallerJoin was sent before Asterisk took the snapshot, handled after it.
+    await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u7"))
+    assert board.callers_waiting("sales") == 1
+    await handler(link, event(Event="QueueCallerAbandon", Queue="sales", Uniqueid="u7"))
+    await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u7"))
+    assert board.callers_waiting("sales") == 0

@@ -97,15 +97,16 @@ class OperatorBoard:
             raise ValueError("settle_seconds must not be negative")
         self.settle_seconds = settle_seconds
         self._members: dict[str, dict[str, MemberState]] = {}
-        self._waiting: dict[str, int] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
         self._settling: dict[str, datetime] = {}  # device (or interface) -> until
         # Every device report is numbered in arrival order, to tell what came after a mark.
         self._reports = 0
         self._reported: dict[str, int] = {}  # device (and interface) -> its latest report
-        self._joined: dict[str, dict[str, datetime]] = {}  # queue -> caller id -> joined at
-        # Callers counted out at their abandon whose QueueCallerLeave has not come yet.
-        self._gone: dict[str, set[str]] = {}
+        # Live callers by id (queue -> caller id -> joined at, None if unknown). Kept by id,
+        # not counted, so that every caller event is idempotent: see replace_queue.
+        self._callers: dict[str, dict[str, datetime | None]] = {}
+        # Callers announced without an id (Asterisk always sends one; counted for safety).
+        self._unnamed: dict[str, int] = {}
 
     # ----------------------------------------------------------------- feeding
 
@@ -118,13 +119,22 @@ class OperatorBoard:
     ) -> None:
         """Take a ``QueueStatus`` snapshot as the whole truth about *queue*.
 
-        *callers* (caller id -> when they joined), when given, replaces the known join
-        times of the live callers (``QueueEntry``: now minus ``Wait``).
+        *callers* are the waiting callers by id with their join times (``QueueEntry``: now
+        minus ``Wait``); any part of *callers_waiting* beyond them counts as callers without
+        an id.
+
+        The snapshot races the event stream: events Asterisk sent before it took the
+        snapshot may still be handled after it. Member events carry absolute states, so
+        replaying them ends where the snapshot's time stood; caller events are applied by
+        id (a join of a caller already known, a leave of one already gone, change nothing),
+        so replaying them cannot count a caller twice. A counted join would, and one caller
+        too many holds every callback of the queue for as long as the link stays up.
         """
         if callers_waiting < 0:
             raise ValueError("callers_waiting must not be negative")
-        if callers is not None:
-            self._joined[queue] = dict(callers)
+        known: dict[str, datetime | None] = dict(callers or {})
+        self._callers[queue] = known
+        self._unnamed[queue] = max(0, callers_waiting - len(known))
         fresh: dict[str, MemberState] = {}
         for member in members:
             if member.queue != queue:
@@ -133,8 +143,6 @@ class OperatorBoard:
         for member in fresh.values():
             self._note_device_state(member)
         self._members[queue] = fresh
-        self._waiting[queue] = callers_waiting
-        self._gone.pop(queue, None)  # the snapshot is the whole truth
 
     def update_member(self, member: MemberState) -> None:
         """A ``QueueMemberStatus``/``QueueMemberPause``/``QueueMemberAdded`` event."""
@@ -148,50 +156,37 @@ class OperatorBoard:
     def caller_joined(
         self, queue: str, caller: str | None = None, joined_at: datetime | None = None
     ) -> None:
-        """A caller joined; with *caller* (their id) and *joined_at*, the join time is kept
-        for interleaving callbacks with live callers by age."""
-        self._waiting[queue] = self._waiting.get(queue, 0) + 1
-        if caller is not None and joined_at is not None:
-            self._joined.setdefault(queue, {})[caller] = joined_at
-
-    GONE_LIMIT = 1000
-    """Abandons remembered per queue waiting for their QueueCallerLeave (events can be lost)."""
+        """``QueueCallerJoin``. With *caller* (their id) the join is idempotent and its
+        first known *joined_at* is kept, for interleaving callbacks with live callers by
+        age; without an id the caller is only counted."""
+        if caller is None:
+            self._unnamed[queue] = self._unnamed.get(queue, 0) + 1
+            return
+        known = self._callers.setdefault(queue, {})
+        if known.get(caller) is None:
+            known[caller] = joined_at
 
     def caller_abandoned(self, queue: str, caller: str) -> None:
         """``QueueCallerAbandon``: the caller is no longer waiting, from now on.
 
         Asterisk sends QueueCallerLeave right after it, but the abandon is what the dialer
         reacts to: counting the caller out at once lets a free operator be offered the new
-        callback without waiting for the next event. Their QueueCallerLeave then changes
-        nothing (counted once).
+        callback without waiting for the next event. The leave then finds them gone.
         """
-        gone = self._gone.setdefault(queue, set())
-        if caller in gone:
-            return
-        if len(gone) >= self.GONE_LIMIT:
-            gone.clear()  # leaves lost by the thousand: a resync is the cure, not memory
-        gone.add(caller)
-        self._count_out(queue, caller)
+        self.caller_left(queue, caller)
 
     def caller_left(self, queue: str, caller: str | None = None) -> None:
-        """A caller left (answered or abandoned); never below zero, events can be lost."""
-        gone = self._gone.get(queue)
-        if caller is not None and gone is not None and caller in gone:
-            gone.discard(caller)  # already counted out at its abandon
-            return
-        self._count_out(queue, caller)
-
-    def _count_out(self, queue: str, caller: str | None) -> None:
-        self._waiting[queue] = max(0, self._waiting.get(queue, 0) - 1)
-        if caller is not None:
-            self._joined.get(queue, {}).pop(caller, None)
-        if self._waiting[queue] == 0:
-            self._joined.pop(queue, None)  # nobody waits: no leftover from a lost event
+        """``QueueCallerLeave`` (answered, abandoned, timed out). By id it is idempotent;
+        without one it counts out a caller who joined without one, never below zero."""
+        if caller is None:
+            self._unnamed[queue] = max(0, self._unnamed.get(queue, 0) - 1)
+        else:
+            self._callers.get(queue, {}).pop(caller, None)
 
     def oldest_caller_joined(self, queue: str) -> datetime | None:
         """When the longest-waiting live caller of *queue* joined; None if none is known."""
-        joined = self._joined.get(queue)
-        return min(joined.values()) if joined else None
+        times = [t for t in self._callers.get(queue, {}).values() if t is not None]
+        return min(times, default=None)
 
     # ----------------------------------------------------------------- reservations
 
@@ -264,7 +259,7 @@ class OperatorBoard:
         return min((until for until in ends if until > now), default=None)
 
     def callers_waiting(self, queue: str) -> int:
-        return self._waiting.get(queue, 0)
+        return len(self._callers.get(queue, {})) + self._unnamed.get(queue, 0)
 
     def members(self, queue: str) -> list[MemberState]:
         """Every known member of *queue*, free or not (status displays, tests)."""
