@@ -269,9 +269,7 @@ async def test_outbox_indexes(db: Any) -> None:
     assert set(definitions) == {
         "outbox_pkey",
         "outbox_dedupe_key_key",  # one SMS per event, one attempted event per attempt
-        "outbox_event_id_key",
         "outbox_not_fanned_out",  # events_to_fan_out
-        "outbox_by_request",
         "outbox_sms_once_per_window",  # the exclusion constraint
         "outbox_created_at",  # prune_finished walks old events in creation order (0013)
     }

@@ -171,6 +171,15 @@ async def test_every_state_change_writes_its_event(db: Any) -> None:
     assert completed["status"] == "completed"
     assert completed["reason"] == "talked"
     assert completed["closed_at"] is not None
+    request_keys = {
+        "event", "occurred_at", "request_id", "external_id", "campaign", "queue", "pbx",
+        "number", "status", "reason", "source", "priority", "abandon_count",
+        "client_attempts", "assigned_operator", "due_at", "created_at", "updated_at",
+        "closed_at",
+    }  # fmt: skip
+    assert set(created) == set(completed) == request_keys
+    assert set(attempted) == request_keys | {"attempt"}
+    assert [p["event"] for p in (created, attempted, completed)] == [e["topic"] for e in events]
     assert len({e["event_id"] for e in events}) == 3
     assert all(e["fanned_out_at"] is None for e in events)
 
