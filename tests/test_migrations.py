@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from callbackd.db.migrations import (
     discover,
 )
 from callbackd.db.pool import connect
+from callbackd.db.sql import load_queries
 
 pytestmark = pytest.mark.postgres
 
@@ -336,11 +338,7 @@ async def test_a_session_open_across_the_domains_migration_keeps_working(
 ) -> None:
     """Sessions had compiled the PL/pgSQL functions against text columns; 0015 makes them
     compile again instead of failing on every later call."""
-    before = tmp_path / "migrations"
-    shutil.copytree(default_migrations_dir(), before)
-    for later in before.glob("*.sql"):
-        if int(later.name.split("_", 1)[0]) >= 15:
-            later.unlink()
+    before = _migrations_before(15, tmp_path)
     session = await connect(empty_database)
     migrator = await connect(empty_database)
     insert = (
@@ -356,6 +354,74 @@ async def test_a_session_open_across_the_domains_migration_keeps_working(
         await session.execute(insert, "+79161234568")
         await session.execute(insert, "+79161234569")
         assert await session.fetchval("SELECT count(*) FROM outbox") == 3
+    finally:
+        await session.close()
+        await migrator.close()
+
+
+def _migrations_before(version: int, tmp_path: Path) -> Path:
+    before = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), before)
+    for later in before.glob("*.sql"):
+        if int(later.name.split("_", 1)[0]) >= version:
+            later.unlink()
+    return before
+
+
+async def _call_once(session: Any, campaign_id: int, number: str) -> None:
+    """A request stored, claimed by the dialer's statement, its attempt finished, the
+    request completed: every trigger and function 0017 touches runs once."""
+    await session.execute(
+        "INSERT INTO callback_requests (campaign_id, number, source) VALUES ($1, $2, 'api')",
+        campaign_id,
+        number,
+    )
+    attempt_id = uuid.uuid4()
+    claimed = await session.fetchrow(
+        load_queries("dialer")["claim_for_operator"],
+        campaign_id,
+        attempt_id,
+        "pbx",
+        f"Local/{number}@ops",
+        f"callbackd-{attempt_id}",
+        f"callbackd-{attempt_id}-client",
+        "test",
+        True,
+    )
+    assert claimed is not None
+    await session.execute(
+        "UPDATE attempts SET state = 'finished', outcome = 'completed', ended_at = now() "
+        "WHERE id = $1",
+        attempt_id,
+    )
+    await session.execute(
+        "UPDATE callback_requests SET status = 'completed', closed_at = now() WHERE id = $1",
+        claimed["request"]["id"],
+    )
+
+
+async def test_a_session_open_across_the_lighter_writes_migration_keeps_working(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """0017 replaces the event functions and drops constraints under running daemons: a
+    session that had compiled and prepared everything before goes on working after it."""
+    before = _migrations_before(17, tmp_path)
+    session = await connect(empty_database)
+    migrator = await connect(empty_database)
+    try:
+        await apply_migrations(session, discover(before))
+        campaign_id = await _campaign(session)
+        await _call_once(session, campaign_id, "+79161234567")
+        report = await apply_migrations(migrator, discover(default_migrations_dir()))
+        assert 17 in [m.version for m in report.applied]
+        await _call_once(session, campaign_id, "+79161234568")
+        events = await session.fetch("SELECT topic, payload FROM outbox ORDER BY id")
+        topics = ["callback.created", "callback.attempted", "callback.completed"]
+        assert [e["topic"] for e in events] == topics * 2
+        old, new = events[:3], events[3:]
+        for earlier, later in zip(old, new, strict=True):
+            assert set(earlier["payload"]) == set(later["payload"])
+            assert later["payload"]["event"] == later["topic"]
     finally:
         await session.close()
         await migrator.close()
