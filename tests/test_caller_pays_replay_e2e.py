@@ -179,9 +179,19 @@ async def test_a_call_heard_live_and_replayed_later_is_one_request(
                 ),
             )
             live = await _wait_request(db, number)
+
+            def created() -> list[Any]:
+                return [
+                    e
+                    for e in logs
+                    if e["event"] == "callback request created" and e.get("uniqueid") == uniqueid
+                ]
+
+            # The row is visible from the commit on; the daemon logs it once it has the
+            # commit's reply. Stopping the daemon in between would lose only the line.
+            await wait_until(lambda: bool(created()), timeout=5, what="the created line")
     await _queue_log_line(pbx, uniqueid)
-    created = [e for e in logs if e["event"] == "callback request created"]
-    assert [e["replayed"] for e in created if e["uniqueid"] == uniqueid] == [False]
+    assert [e["replayed"] for e in created()] == [False]
     assert reported.get("Number") == number
 
     # The next start replays the line of the call it already stored.
