@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from callbackd.db.migrations import (
     discover,
 )
 from callbackd.db.pool import connect
-from callbackd.db.sql import load_queries
+from tests.fixtures_postgres import claim_for_operator
 
 pytestmark = pytest.mark.postgres
 
@@ -376,18 +375,7 @@ async def _call_once(session: Any, campaign_id: int, number: str) -> None:
         campaign_id,
         number,
     )
-    attempt_id = uuid.uuid4()
-    claimed = await session.fetchrow(
-        load_queries("dialer")["claim_for_operator"],
-        campaign_id,
-        attempt_id,
-        "pbx",
-        f"Local/{number}@ops",
-        f"callbackd-{attempt_id}",
-        f"callbackd-{attempt_id}-client",
-        "test",
-        True,
-    )
+    attempt_id, claimed = await claim_for_operator(session, campaign_id, f"Local/{number}@ops")
     assert claimed is not None
     await session.execute(
         "UPDATE attempts SET state = 'finished', outcome = 'completed', ended_at = now() "
