@@ -44,18 +44,22 @@ async def test_join_and_leave_events_carry_the_callers_id_and_time() -> None:
     assert len(woken) == 3
 
 
-async def test_resync_takes_join_times_from_queue_entries() -> None:
+async def _resynced(*replies: Message) -> tuple[OperatorBoard, QueueEventHandler, Any]:
+    """A board fed by one QueueStatus answer made of *replies*."""
     board = OperatorBoard()
     handler = QueueEventHandler({"pbx": board}, lambda: None)
-    link: Any = _Link(
-        [
-            event(Event="QueueParams", Queue="sales", Calls="1"),
-            event(Event="QueueMember", Queue="sales", Location="PJSIP/1", Status="1"),
-            event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="120"),
-        ]
-    )
-    before = datetime.now(UTC)
+    link: Any = _Link(list(replies))
     await handler.resync(link)
+    return board, handler, link
+
+
+async def test_resync_takes_join_times_from_queue_entries() -> None:
+    before = datetime.now(UTC)
+    board, _, _ = await _resynced(
+        event(Event="QueueParams", Queue="sales", Calls="1"),
+        event(Event="QueueMember", Queue="sales", Location="PJSIP/1", Status="1"),
+        event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="120"),
+    )
     joined = board.oldest_caller_joined("sales")
     assert joined is not None
     assert 119 <= (before - joined).total_seconds() <= 121
@@ -83,15 +87,10 @@ async def test_an_abandon_counts_the_caller_out_before_capture_runs() -> None:
 
 
 async def test_a_join_event_handled_after_the_resync_that_saw_the_caller_counts_once() -> None:
-    board = OperatorBoard()
-    handler = QueueEventHandler({"pbx": board}, lambda: None)
-    link: Any = _Link(
-        [
-            event(Event="QueueParams", Queue="sales", Calls="1"),
-            event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="3"),
-        ]
+    board, handler, link = await _resynced(
+        event(Event="QueueParams", Queue="sales", Calls="1"),
+        event(Event="QueueEntry", Queue="sales", Uniqueid="u7", Wait="3"),
     )
-    await handler.resync(link)
     # u7's QueueCallerJoin was sent before Asterisk took the snapshot, handled after it.
     await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u7"))
     assert board.callers_waiting("sales") == 1
