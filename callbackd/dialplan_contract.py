@@ -219,6 +219,54 @@ SOUND_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ
 """The only characters a sound variable may hold; anything else gets the default."""
 MAX_SOUND_LENGTH: Final = 255
 
+# --------------------------------------------------------------------- prompts and language
+# callbackd's own recordings (callbackd/sounds/prompts.toml, made by scripts/make-sounds,
+# installed by `callbackd install-sounds` as <sounds dir>/<language>/callbackd/<name>.wav).
+
+PROMPT_DIR: Final = "callbackd"
+"""Subdirectory of each language's sounds directory holding callbackd's prompts."""
+
+PROMPT_LANGUAGES: Final = ("en", "ru")
+"""Languages callbackd ships every prompt in."""
+
+PROMPTS: Final = (
+    "callback-request",
+    "press-1-to-connect",
+    "press-1-or-0-for-number",
+    "client-press-1",
+    "queue-offer",
+    "ivr-your-number",
+    "ivr-confirm-number",
+    "ivr-ask-time",
+    "ivr-invalid",
+    "ivr-booked-for",
+    "ivr-today",
+    "ivr-tomorrow",
+    "ivr-booked-soonest",
+    "ivr-thank-you",
+    "reminder-you-have",
+    "reminder-waiting-one",
+    "reminder-waiting-few",
+    "reminder-waiting-many",
+)
+"""Every prompt callbackd ships, by file name (played as ``callbackd/<name>``)."""
+
+
+def prompt(name: str) -> str:
+    """The sound name Asterisk plays for one of :data:`PROMPTS` (``callbackd/<name>``)."""
+    if name not in PROMPTS:
+        raise ValueError(f"{name!r} is not one of callbackd's prompts")
+    return f"{PROMPT_DIR}/{name}"
+
+
+VAR_LANGUAGE: Final = "CALLBACKD_LANGUAGE"
+"""The campaign's language (``CHANNEL(language)``: which sounds directory prompts, digits and
+numbers come from): 2-3 lowercase letters, optionally ``_`` and a 2-4 letter region
+(``en``, ``ru``, ``pt_BR``). Anything else: :data:`DEFAULT_LANGUAGE`."""
+DEFAULT_LANGUAGE: Final = "en"
+LANGUAGE_CHARACTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+MAX_LANGUAGE_LENGTH: Final = 8
+
 VAR_CLIENT_CALLERID: Final = "CALLBACKD_CLIENT_CALLERID"
 """Optional caller id number (1-32 digits) the client sees (Dial option ``f()``). Unset, the
 client sees what the trunk sends; Asterisk passes on the operator channel's caller id, which

@@ -93,6 +93,9 @@ _E164_PREFIX = re.compile(r"^\+?[0-9]{1,15}$")
 Seconds = Annotated[float, Field(gt=0)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 CampaignMode = Literal["operator_first", "client_first", "crm_task"]
+AnnounceNumber = Literal["off", "before_prompt", "on_request"]
+# What CHANNEL(language) accepts in the shipped dialplan (dialplan_contract.VAR_LANGUAGE).
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
 
@@ -1039,6 +1042,21 @@ class Campaign(_Model):
         le=999,
         description="0-999; higher runs first when several campaigns have due callbacks.",
     )
+    language: str = Field(
+        default="en",
+        description=(
+            "Language of every call of the campaign (CHANNEL(language) on both legs, IVR and "
+            "reminder calls): callbackd's prompts and Asterisk's digits and numbers come from "
+            "that sounds directory. callbackd ships en and ru; others need your recordings."
+        ),
+    )
+    announce_number: AnnounceNumber = Field(
+        default="on_request",
+        description=(
+            "When the operator hears the client's number: off (never; their phone shows it), "
+            "before_prompt (after the whisper, before 'press 1'), on_request (when they press 0)."
+        ),
+    )
     operator_confirm: bool = Field(
         default=True,
         description="The operator must press 1 to accept the callback before the client is rung.",
@@ -1105,6 +1123,16 @@ class Campaign(_Model):
     def _queue_name(cls, value: str) -> str:
         if value and not _QUEUE_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid Asterisk queue name")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        if not _LANGUAGE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an Asterisk language: 2-3 lowercase letters, optionally "
+                "'_' and a region (en, ru, pt_BR)"
+            )
         return value
 
     @field_validator("dial_template")
