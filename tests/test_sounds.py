@@ -263,14 +263,35 @@ def test_install_sounds_command_failures_are_one_line(tmp_path: Path):
     (tmp_path / "en" / "callbackd").write_text("not a directory")
     blocked = _cli("--dir", str(tmp_path), "--languages", "en")
     assert blocked.returncode == 1
-    [line] = blocked.stderr.strip().splitlines()
-    assert line.startswith("callbackd: cannot install the prompts: ")
-    assert f"{tmp_path}/en/callbackd" in line
+    assert blocked.stderr.strip().splitlines() == [
+        f"callbackd: cannot install the prompts: {tmp_path}/en/callbackd is not a directory"
+    ]
     assert blocked.stdout == ""
+
+    # A directory where one prompt's file should be: that write fails, cleanly.
+    (tmp_path / "en" / "callbackd").unlink()
+    (tmp_path / "en" / "callbackd" / "press-1-to-connect.wav").mkdir(parents=True)
+    failed = _cli("--dir", str(tmp_path), "--languages", "en")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [
+        "callbackd: cannot install the prompts: Is a directory: "
+        f"{tmp_path}/en/callbackd/press-1-to-connect.wav"
+    ]
+    assert not [p for p in (tmp_path / "en" / "callbackd").iterdir() if p.suffix == ".tmp"]
 
     unknown = _cli("--dir", str(tmp_path), "--languages", "en,de")
     assert unknown.returncode == 2
     assert "'en,de': callbackd ships prompts in en, ru only" in unknown.stderr
+
+
+def test_install_sounds_command_warns_when_asterisk_lacks_the_language(tmp_path: Path):
+    (tmp_path / "en").mkdir()
+    done = _cli("--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == (
+        f"ru: installed 18, unchanged 0 in {tmp_path}/ru/callbackd (a new directory: this "
+        "Asterisk has no core sounds in 'ru', so it says numbers and digits in English)"
+    )
 
 
 def test_install_sounds_help_names_the_freepbx_directory():

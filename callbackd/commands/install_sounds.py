@@ -21,7 +21,9 @@ def run_install_sounds(
         print(f"callbackd: cannot install the prompts: {exc}", file=err)
         return EXIT_FAILED
     except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
+        # os.replace names the temporary file first and the prompt's own path second.
+        path = exc.filename2 or exc.filename
+        where = f": {path}" if path else ""
         print(f"callbackd: cannot install the prompts: {exc.strerror or exc}{where}", file=err)
         return EXIT_FAILED
     for result in results:

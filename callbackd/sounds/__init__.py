@@ -139,6 +139,9 @@ def install_prompts(
             )
         new_language_dir = not language_host.is_dir()
         target_dir = language_host / dialplan_contract.PROMPT_DIR
+        shown_dir = inner / language / dialplan_contract.PROMPT_DIR
+        if target_dir.exists() and not target_dir.is_dir():
+            raise PromptInstallError(f"{_shown(base, shown_dir)} is not a directory")
         target_dir.mkdir(parents=True, exist_ok=True)
         installed = unchanged = 0
         for shipped in prompts:
@@ -149,7 +152,7 @@ def install_prompts(
         results.append(
             LanguageInstall(
                 language=language,
-                directory=inner / language / dialplan_contract.PROMPT_DIR,
+                directory=shown_dir,
                 installed=installed,
                 unchanged=unchanged,
                 new_language_dir=new_language_dir,
