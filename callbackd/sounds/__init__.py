@@ -115,8 +115,8 @@ def install_prompts(
     and renamed, so Asterisk (or another installer running at the same time) never sees
     half a file; files already identical are left alone.
 
-    Raises :class:`PromptInstallError` when ``sounds_dir`` is not a directory and OSError
-    when a file cannot be written.
+    Raises :class:`PromptInstallError` when ``sounds_dir``, a language's link or the
+    prompts' directory is not a directory, and OSError when a file cannot be written.
     """
     base = (root or Path("/")).resolve()
     inner = PurePosixPath(sounds_dir)
@@ -128,7 +128,7 @@ def install_prompts(
     if not sounds_host.is_dir():
         raise PromptInstallError(f"{_shown(base, inner)} is not a directory")
     by_language: dict[str, list[ShippedPrompt]] = {}
-    for shipped in shipped_prompts(languages):
+    for shipped in shipped_prompts(dict.fromkeys(languages)):
         by_language.setdefault(shipped.language, []).append(shipped)
     results = []
     for language, prompts in by_language.items():
