@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from callbackd import __version__
@@ -62,7 +62,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for another migrating process (default 60)",
     )
     _add_management_commands(commands, common)
+    _add_install_sounds(commands)
     return parser
+
+
+def _add_install_sounds(commands: Any) -> None:
+    """``install-sounds`` (callbackd/commands/install_sounds.py); needs no configuration."""
+    from callbackd import dialplan_contract
+    from callbackd.sounds import DEFAULT_SOUNDS_DIR
+
+    install = commands.add_parser(
+        "install-sounds",
+        help="copy callbackd's prompts (English, Russian) into Asterisk's sounds directory",
+        description="Copy callbackd's shipped prompts to <dir>/<language>/callbackd/<name>.wav, "
+        "where Asterisk plays them as callbackd/<name> in the channel's language. "
+        "Files already identical are left alone; run it again after every upgrade.",
+    )
+    install.add_argument(
+        "--dir",
+        type=PurePosixPath,
+        default=DEFAULT_SOUNDS_DIR,
+        metavar="PATH",
+        help=f"Asterisk's sounds directory (default {DEFAULT_SOUNDS_DIR}, as Debian and "
+        "Asterisk install it; FreePBX uses /var/lib/asterisk/sounds)",
+    )
+    install.add_argument(
+        "--languages",
+        type=_prompt_languages,
+        default=dialplan_contract.PROMPT_LANGUAGES,
+        metavar="LIST",
+        help="comma-separated languages to install "
+        f"(default and choices: {','.join(dialplan_contract.PROMPT_LANGUAGES)})",
+    )
+
+
+def _prompt_languages(text: str) -> tuple[str, ...]:
+    from callbackd import dialplan_contract
+
+    languages = tuple(dict.fromkeys(code.strip() for code in text.split(",") if code.strip()))
+    unknown = [code for code in languages if code not in dialplan_contract.PROMPT_LANGUAGES]
+    if unknown or not languages:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: callbackd ships prompts in "
+            f"{', '.join(dialplan_contract.PROMPT_LANGUAGES)} only"
+        )
+    return languages
 
 
 def _add_management_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -83,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "hash-token":
         return _hash_token(generate=args.generate)
+    if args.command == "install-sounds":
+        from callbackd.commands.install_sounds import run_install_sounds
+
+        return run_install_sounds(args.dir, args.languages, sys.stdout, sys.stderr)
     try:
         settings = load_settings(args.config)
     except ConfigError as err:

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import IO, Final, Literal, Self
 
 from callbackd import dialplan_contract
+from callbackd.sounds import PromptInstallError, install_prompts
 
 PBX_DIR: Final = Path(__file__).resolve().parent / "pbx"
 """The lab PBX's config files: ``*.conf`` are copied, ``*.conf.in`` rendered per instance."""
@@ -48,6 +49,12 @@ SHIPPED_DIALPLAN_DIR: Final = _shipped_dialplan_dir()
 SHIPPED_MANAGER_SAMPLE: Final = "manager.d/callbackd.conf"
 """The AMI account sample sites copy into manager.conf (relative to the dialplan dir)."""
 """The shipped dialplan (the checkout's dialplan/), loaded exactly as sites include it."""
+
+DATA_DIR: Final = PurePosixPath("/usr/share/asterisk")
+"""astdatadir inside the root (the root's own, shared by every instance)."""
+
+SOUNDS_DIR: Final = DATA_DIR / "sounds"
+"""Where Asterisk looks for sounds; start() installs callbackd's shipped prompts here."""
 
 INSTANCES_DIR: Final = PurePosixPath("/var/lib/callbackd-lab")
 """Parent of all instance directories, as seen inside the root."""
@@ -70,6 +77,7 @@ LAB_CONTEXTS: Final = (
     "lab-request-callers",
     "lab-offer-callers",
     "lab-bench-agi",
+    "lab-prompts",
 )
 """The lab dialplan's own contexts (pbx/extensions.conf)."""
 
@@ -234,6 +242,12 @@ class LabAsterisk:
         if self._instance is not None:
             raise LabError(f"lab Asterisk already started in {self._instance.host_dir}")
         self._check_environment()
+        # Into the shared root, as a site runs `callbackd install-sounds`: identical files
+        # are skipped and every write is an atomic rename, so labs may start side by side.
+        try:
+            install_prompts(SOUNDS_DIR, dialplan_contract.PROMPT_LANGUAGES, root=self.root)
+        except (PromptInstallError, OSError) as exc:
+            raise LabError(f"cannot install callbackd's prompts in {self.root}: {exc}") from exc
         _remove_stale_instances(self.root / INSTANCES_DIR.relative_to("/"))
         instance = self._create_instance()
         self._instance = instance
@@ -566,6 +580,7 @@ class LabAsterisk:
         values = {
             "etc_dir": str(inner_dir / "etc"),
             "module_dir": "/" + str(module_dir.relative_to(self.root)),
+            "data_dir": str(DATA_DIR),
             "cache_dir": str(inner_dir / "cache"),
             "db_dir": str(inner_dir / "db"),
             "spool_dir": str(inner_dir / "spool"),
