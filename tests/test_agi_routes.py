@@ -160,7 +160,7 @@ async def test_a_key_during_the_number_read_back_starts_the_answer(db: Any) -> N
 
 async def test_a_key_during_the_invalid_prompt_starts_the_next_answer(db: Any) -> None:
     # A bad time, then "3" pressed during "invalid" and "30" after: in 30 minutes.
-    caller = ScriptedCaller(["1", "7", "0"], interrupt={"beep": "3"})
+    caller = ScriptedCaller(["1", "7", "30"], interrupt={"beep": "3"})
     before = datetime.now(UTC)
     await _run(db, caller)
     [row] = await _requests(db)
