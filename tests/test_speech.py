@@ -146,4 +146,4 @@ def test_a_site_recording_list_is_played_in_order() -> None:
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        booked_time(datetime(2026, 12, 7, 14, 30), NOW, MOSCOW, "ru", PROMPTS)  # noqa: DTZ001
+        booked_time(datetime(2026, 12, 7, 14, 30), NOW, MOSCOW, "ru", PROMPTS)
