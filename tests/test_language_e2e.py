@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.agi_lab import (
     free_port,
     fresh_number,
     keys_when_asked,
+    on_channel,
     originate,
     press,
 )
@@ -266,3 +269,48 @@ async def test_client_first_russian_client_hears_press_1_in_russian(
         contract.DEFAULT_CLIENT_FIRST_PROMPT,
         "ru",
     )
+
+
+OFFER_SAMPLE = Path(__file__).resolve().parents[1] / "dialplan" / "queues.d" / "callbackd.conf"
+
+
+def _add_sample_offer_queue(pbx: LabAsterisk, queue: str) -> None:
+    """This module's lab gets a queue made from the shipped queues.conf sample, as a site
+    would use it (``[<queue>](callbackd-offer)``)."""
+    shutil.copyfile(OFFER_SAMPLE, pbx.etc_dir / "callbackd-offer.conf")
+    with (pbx.etc_dir / "queues.conf").open("a", encoding="utf-8") as queues:
+        queues.write(
+            f'\n#include "callbackd-offer.conf"\n[{queue}](callbackd-offer)\n'
+            "strategy = ringall\njoinempty = yes\nleavewhenempty = no\nmusicclass = lab-silence\n"
+        )
+    pbx.cli("module reload app_queue")
+
+
+async def test_inbound_caller_waits_in_the_campaigns_language_and_hears_the_shipped_offer(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    queue = "lab-offer-sample"
+    _add_sample_offer_queue(pbx, queue)
+    port = free_port()
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"offer": crm_campaign(queue=queue, language="ru")},
+        agi={"listen_port": port},
+    )
+    async with running_daemon(settings), ami_driver.events("QueueCallerJoin") as events:
+        channel_id = await originate(
+            ami_driver,
+            "lab-inbound-callers",
+            fresh_number(),
+            variables={**agi_address(port), "LAB_QUEUE": queue},
+        )
+        join = await events.next(
+            "QueueCallerJoin", lambda e: e.get("Uniqueid") == f"{channel_id};2"
+        )
+        # callbackd-inbound's lookup set the campaign's language before the caller joined.
+        assert join.get("Language") == "ru"
+        channel = str(join["Channel"])
+        # The sample's first offer comes periodic-announce-startdelay (10 s) after joining.
+        await wait_until(lambda: bool(played(pbx, channel)), timeout=20, what="the queue's offer")
+    assert played(pbx, channel)[0] == (contract.prompt("queue-offer"), "ru")
