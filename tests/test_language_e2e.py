@@ -305,9 +305,7 @@ async def test_inbound_caller_waits_in_the_campaigns_language_and_hears_the_ship
             fresh_number(),
             variables={**agi_address(port), "LAB_QUEUE": queue},
         )
-        join = await events.next(
-            "QueueCallerJoin", lambda e: e.get("Uniqueid") == f"{channel_id};2"
-        )
+        join = await events.next("QueueCallerJoin", on_channel(f"{channel_id};2"))
         # callbackd-inbound's lookup set the campaign's language before the caller joined.
         assert join.get("Language") == "ru"
         channel = str(join["Channel"])
