@@ -372,9 +372,16 @@ CLIENT_FIRST_VARIABLES: Final = frozenset(
         VAR_CLIENT_CONFIRM,
         VAR_CLIENT_PROMPT,
         VAR_CONFIRM_TIMEOUT,
+        VAR_LANGUAGE,
     }
 )
 """The variables callbackd sets on its Originate to :data:`CLIENT_FIRST_CONTEXT`."""
+DEFAULT_CLIENT_FIRST_PROMPT: Final = prompt("client-press-1")
+""":data:`VAR_CLIENT_PROMPT`'s default in :data:`CLIENT_FIRST_CONTEXT`: "Hello, you asked us
+to call you back. Press 1 to talk to our specialist." (in the campaign's language)."""
+LANGUAGE_MIN_LENGTH: Final = 2
+"""Shortest :data:`VAR_LANGUAGE` the dialplan accepts (with :data:`MAX_LANGUAGE_LENGTH` and
+:data:`LANGUAGE_CHARACTERS`)."""
 
 CALLER_PAYS_CONTEXT: Final = "callbackd-caller-pays"
 """``Gosub(callbackd-caller-pays,s,1(<campaign>[,<cause>]))`` from a caller-pays DID: never
@@ -424,8 +431,10 @@ DEFAULT_REJECT_CAUSE: Final = 21
 
 REMINDER_CONTEXT: Final = "callbackd-reminder"
 """A reminder call to an operator (CRM-task mode): callbackd originates to the operator's
-interface with Context callbackd-reminder, Exten ``s``, Priority 1; the operator hears "you
-have <N> calls waiting" and :data:`REMINDER_EVENT` is sent."""
+interface with Context callbackd-reminder, Exten ``s``, Priority 1; in the campaign's
+language (:data:`VAR_LANGUAGE`) the operator hears ``callbackd/reminder-you-have``, the count,
+``callbackd/reminder-waiting-<form>`` (:data:`VAR_REMINDER_FORM`): "you have <N> callback
+requests waiting"; then :data:`REMINDER_EVENT` is sent."""
 
 REMINDER_EVENT: Final = "CallbackdReminder"
 """UserEvent sent once the count was said; headers :data:`REMINDER_HEADERS`."""
@@ -438,8 +447,16 @@ VAR_REMINDER_ID: Final = "CALLBACKD_REMINDER_ID"
 VAR_REMINDER_COUNT: Final = "CALLBACKD_REMINDER_COUNT"
 """Set by callbackd: how many requests wait, 1-4 digits; anything else: nothing is said."""
 MAX_REMINDER_COUNT: Final = 9999
+VAR_REMINDER_FORM: Final = "CALLBACKD_REMINDER_FORM"
+"""Set by callbackd: the count's plural form in the campaign's language, one of
+:data:`REMINDER_FORMS` (the sound said after the count); anything else:
+:data:`DEFAULT_REMINDER_FORM`."""
+REMINDER_FORMS: Final = ("one", "few", "many")
+DEFAULT_REMINDER_FORM: Final = "many"
 
-REMINDER_VARIABLES: Final = frozenset({VAR_REMINDER_ID, VAR_REMINDER_COUNT})
+REMINDER_VARIABLES: Final = frozenset(
+    {VAR_REMINDER_ID, VAR_REMINDER_COUNT, VAR_REMINDER_FORM, VAR_LANGUAGE}
+)
 
 MODE_CONTEXTS: Final = frozenset(
     {CLIENT_FIRST_CONTEXT, CLIENT_FIRST_REPORT_CONTEXT, CALLER_PAYS_CONTEXT, REMINDER_CONTEXT}

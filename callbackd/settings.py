@@ -45,6 +45,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from callbackd import dialplan_contract
 from callbackd.domain.delivery import (
     GATEWAY_FIELDS,
     SMS_TEMPLATE_FIELDS,
@@ -321,29 +322,53 @@ class AgiSettings(_Model):
     ivr_max_minutes: int = Field(
         default=1440, ge=1, le=9999, description='request: largest "in N minutes" accepted.'
     )
+    # The request IVR's sounds: callbackd's shipped prompts by default (played in the
+    # campaign's language); a site may point any of them at its own recordings.
     prompt_number: str = Field(
-        default="telephone-number",
+        default=dialplan_contract.prompt("ivr-your-number"),
         pattern=_AGI_SOUNDS,
         description="request: played before the caller's number is said.",
     )
     prompt_confirm_number: str = Field(
-        default="if-correct-press&digits/1",
+        default=dialplan_contract.prompt("ivr-confirm-number"),
         pattern=_AGI_SOUNDS,
         description="request: asks for 1 (confirm) or another number followed by #.",
     )
     prompt_time: str = Field(
-        default="beep",
+        default=dialplan_contract.prompt("ivr-ask-time"),
         pattern=_AGI_SOUNDS,
         description="request: asks for the time: 0 soonest, 1+HHMM today, 2+HHMM tomorrow, "
-        "3+N in N minutes, then #. Record your own; the default is a beep.",
+        "3+N in N minutes, then #.",
     )
     prompt_invalid: str = Field(
-        default="please-try-again", pattern=_AGI_SOUNDS, description="request: invalid keys."
+        default=dialplan_contract.prompt("ivr-invalid"),
+        pattern=_AGI_SOUNDS,
+        description="request: invalid keys (the question is asked again).",
+    )
+    prompt_booked_for: str = Field(
+        default=dialplan_contract.prompt("ivr-booked-for"),
+        pattern=_AGI_SOUNDS,
+        description="request: before the booked day and time are said.",
+    )
+    prompt_today: str = Field(
+        default=dialplan_contract.prompt("ivr-today"),
+        pattern=_AGI_SOUNDS,
+        description="request: the booked day is today (before the time).",
+    )
+    prompt_tomorrow: str = Field(
+        default=dialplan_contract.prompt("ivr-tomorrow"),
+        pattern=_AGI_SOUNDS,
+        description="request: the booked day is tomorrow (before the time).",
+    )
+    prompt_booked_soonest: str = Field(
+        default=dialplan_contract.prompt("ivr-booked-soonest"),
+        pattern=_AGI_SOUNDS,
+        description="request: booked with no preferred time (as soon as possible).",
     )
     prompt_done: str = Field(
-        default="auth-thankyou",
+        default=dialplan_contract.prompt("ivr-thank-you"),
         pattern=_AGI_SOUNDS,
-        description="request: played once the request is stored.",
+        description="request: played last, once the request is stored.",
     )
 
 

@@ -61,6 +61,10 @@ def fast_agi(port: int, **overrides: Any) -> dict[str, Any]:
         "prompt_confirm_number": "beep",
         "prompt_time": "beep",
         "prompt_invalid": "beep",
+        "prompt_booked_for": "beep",
+        "prompt_today": "beep",
+        "prompt_tomorrow": "beep",
+        "prompt_booked_soonest": "beep",
         "prompt_done": "beep",
     }
     values.update(overrides)

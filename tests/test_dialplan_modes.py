@@ -8,7 +8,7 @@ import pytest
 
 from callbackd import dialplan_contract as contract
 from callbackd.dialplan_contract import ClientFirstStage
-from tests.test_dialplan_contract import _USER_EVENT, CODE, HEADER, _context, _lines
+from tests.test_dialplan_contract import _USER_EVENT, CODE, HEADER, SHIPPED, _context, _lines
 
 MODES_HEADER = HEADER.split("; Dialer modes", 1)[1]
 
@@ -128,3 +128,77 @@ def test_queue_log_events_match_and_are_documented() -> None:
         "<campaign>|<number>"
     )
     assert line in MODES_HEADER
+
+
+def _language_check() -> str:
+    return (
+        f"${{LEN(${{{contract.VAR_LANGUAGE}}})}} < {contract.LANGUAGE_MIN_LENGTH} | "
+        f"${{LEN(${{{contract.VAR_LANGUAGE}}})}} > {contract.MAX_LANGUAGE_LENGTH} | "
+        f"${{LEN(${{REPLACE({contract.VAR_LANGUAGE},{contract.LANGUAGE_CHARACTERS})}})}} != 0"
+    )
+
+
+@pytest.mark.parametrize("name", [contract.CLIENT_FIRST_CONTEXT, contract.REMINDER_CONTEXT])
+def test_the_language_is_checked_then_applied_before_anything_is_played(name: str) -> None:
+    context = _context(name)
+    check = (
+        f"ExecIf($[{_language_check()}]?Set({contract.VAR_LANGUAGE}={contract.DEFAULT_LANGUAGE}))"
+    )
+    applied = f"Set(CHANNEL(language)=${{{contract.VAR_LANGUAGE}}})"
+    assert context.count(check) == 1
+    assert context.index(check) < context.index(applied)
+    # The value's first use is the check, counting characters.
+    first_use = context.index("${" + contract.VAR_LANGUAGE + "}")
+    assert context[first_use - 4 : first_use] == "LEN("
+    for app in ("Playback(", "Read(", "SayNumber("):
+        if app in context:
+            assert context.index(applied) < context.index(app), app
+
+
+def test_client_first_applies_the_language_first_thing_and_asks_with_the_shipped_prompt() -> None:
+    lines = _lines(_context(contract.CLIENT_FIRST_CONTEXT))
+    # After the hangup handler and the first stage (the report must always be possible).
+    assert lines[2].startswith(f"same => n,ExecIf($[{_language_check()}]")
+    assert lines[3] == f"same => n,Set(CHANNEL(language)=${{{contract.VAR_LANGUAGE}}})"
+    assert contract.DEFAULT_CLIENT_FIRST_PROMPT == "callbackd/client-press-1"
+    context = _context(contract.CLIENT_FIRST_CONTEXT)
+    assert f"Set({contract.VAR_CLIENT_PROMPT}={contract.DEFAULT_CLIENT_FIRST_PROMPT})" in context
+    assert contract.VAR_LANGUAGE in contract.CLIENT_FIRST_VARIABLES
+
+
+def test_reminder_plays_the_shipped_prompts_with_a_checked_plural_form() -> None:
+    context = _context(contract.REMINDER_CONTEXT)
+    form = contract.VAR_REMINDER_FORM
+    letters = "".join(sorted(set("".join(contract.REMINDER_FORMS))))
+    counted = f"${{LEN(${{REPLACE({form},{letters})}})}} != 0"
+    compared = " & ".join(f'"${{{form}}}" != "{f}"' for f in contract.REMINDER_FORMS)
+    assert counted in context
+    assert f"ExecIf($[{compared}]?Set({form}={contract.DEFAULT_REMINDER_FORM}))" in context
+    # Counted (only those letters, 3-4 of them) before it is compared or played.
+    assert context.index(counted) < context.index(compared)
+    shortest = min(len(f) for f in contract.REMINDER_FORMS)
+    longest = max(len(f) for f in contract.REMINDER_FORMS)
+    assert f"${{LEN(${{{form}}})}} < {shortest} | ${{LEN(${{{form}}})}} > {longest}" in context
+    you_have = f"Playback({contract.prompt('reminder-you-have')})"
+    waiting = f"Playback({contract.PROMPT_DIR}/reminder-waiting-${{{form}}})"
+    assert context.index(you_have) < context.index("SayNumber(") < context.index(waiting)
+    assert context.index(compared) < context.index(waiting)
+    for each in contract.REMINDER_FORMS:  # every form names a shipped prompt
+        assert contract.prompt(f"reminder-waiting-{each}")
+    assert contract.DEFAULT_REMINDER_FORM in contract.REMINDER_FORMS
+    assert {form, contract.VAR_LANGUAGE} <= contract.REMINDER_VARIABLES
+
+
+def test_queue_offer_sample_plays_the_shipped_offer_to_the_caller() -> None:
+    sample = (SHIPPED.parent / "queues.d" / "callbackd.conf").read_text(encoding="utf-8")
+    options = dict(
+        (key.strip(), value.strip())
+        for key, value in (
+            line.split("=", 1) for line in sample.splitlines() if "=" in line and line[0] != ";"
+        )
+    )
+    assert options["periodic-announce"] == contract.prompt("queue-offer")
+    assert options["context"] == contract.QUEUE_EXIT_CONTEXT
+    assert int(options["periodic-announce-frequency"]) > 0
+    # "announce" would be played to the operator who answers, not to the waiting caller.
+    assert "announce" not in options

@@ -19,7 +19,7 @@ import structlog
 
 from callbackd import dialplan_contract as contract
 from callbackd.agi.server import Route
-from callbackd.agi.session import AgiCall
+from callbackd.agi.session import ANY_KEY, AgiCall
 from callbackd.domain.inbound import safe_interface, sticky_available
 from callbackd.domain.numbers import Accepted, classify_caller, dial_digits
 from callbackd.domain.operators import DeviceState, MemberState, OperatorBoard
@@ -28,6 +28,14 @@ from callbackd.domain.preferred_time import (
     PreferredAt,
     TimeRefused,
     parse_preferred_time,
+)
+from callbackd.domain.speech import (
+    BookingPrompts,
+    SayDigits,
+    SayNumber,
+    SaySound,
+    Utterance,
+    booked_time,
 )
 from callbackd.domain.window import clamp_preferred
 from callbackd.services.inbound import BoardPresence, InboundService, Presence
@@ -45,8 +53,8 @@ __all__ = [
 ]
 
 _QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_READBACK_FORMAT = "ABdY 'digits/at' IMp"
-_MAX_NUMBER_KEYS = 16
+_SILENCE = "silence/1"
+"""A core sound: the rest of an answer begun during an intro sound is read after it."""
 
 
 class Database(Protocol):
@@ -161,6 +169,10 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     queue = call.argument(2)
     if not _QUEUE.match(queue):
         raise ValueError(f"inbound: bad queue argument {queue[:40]!r}")
+    found = deps.campaigns.get(queue)
+    if found is not None:
+        # The queue's announcements (the callback offer) and the IVR speak its language.
+        await call.set_language(found[1].language)
     async with deps.database.connection() as conn:
         decision = await deps.inbound.decide(conn, call.caller_number, queue, deps.presence(call))
     # One round trip for all six (the dialplan checks each value again).
@@ -190,7 +202,8 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
 
 
 async def request_route(call: AgiCall, deps: RouteDeps) -> None:
-    """The callback-request IVR; writes nothing until the caller answered every question."""
+    """The callback-request IVR, in the campaign's language; writes nothing until the
+    caller answered every question."""
     log = structlog.get_logger("callbackd.agi.request")
     queue = call.argument(2)
     found = deps.campaigns.get(queue) if _QUEUE.match(queue) else None
@@ -199,6 +212,7 @@ async def request_route(call: AgiCall, deps: RouteDeps) -> None:
         await call.set_variable(contract.VAR_REQUEST_STATUS, contract.RequestStatus.NO_CAMPAIGN)
         return
     campaign_name, campaign = found
+    await call.set_language(campaign.language)  # before anything is played
     await call.answer()
     number = await _ask_number(call, deps)
     if number is None:
@@ -237,7 +251,22 @@ async def request_route(call: AgiCall, deps: RouteDeps) -> None:
     )
     await call.set_variable(contract.VAR_REQUEST_ID, request_id)
     await call.set_variable(contract.VAR_REQUEST_STATUS, contract.RequestStatus.STORED)
-    await _play(call, deps.agi.prompt_done)
+    if deps.agi.ivr_read_back:
+        agi = deps.agi
+        booking = booked_time(
+            preferred,
+            now,
+            campaign.window.zone,
+            campaign.language,
+            BookingPrompts(
+                booked_for=agi.prompt_booked_for,
+                today=agi.prompt_today,
+                tomorrow=agi.prompt_tomorrow,
+                soonest=agi.prompt_booked_soonest,
+            ),
+        )
+        await _say(call, booking)
+    await _say(call, _sounds(deps.agi.prompt_done))
 
 
 async def _ask_number(call: AgiCall, deps: RouteDeps) -> str | None:
@@ -249,56 +278,81 @@ async def _ask_number(call: AgiCall, deps: RouteDeps) -> str | None:
     agi = deps.agi
     own = deps.inbound.caller(call.caller_number)
     candidate = own
+    before: list[Utterance] = []
     for _ in range(agi.ivr_attempts):
         if candidate is not None and agi.ivr_read_back:
-            await _play(call, agi.prompt_number)
-            await call.say_digits(dial_digits(candidate))
-        keys = await _get_keys(call, agi.prompt_confirm_number, agi, _MAX_NUMBER_KEYS)
+            before += [*_sounds(agi.prompt_number), SayDigits(dial_digits(candidate))]
+        keys = await _ask(call, [*before, *_sounds(agi.prompt_confirm_number)], agi, 16)
         if keys == contract.QUEUE_EXIT_KEY and candidate is not None:
             return candidate
+        before = []
         if len(keys) > 1:
             verdict = classify_caller(keys, deps.inbound.policy)
             if isinstance(verdict, Accepted):
                 candidate = verdict.e164
                 continue
-        await _play(call, agi.prompt_invalid)
+        before = _sounds(agi.prompt_invalid)
     return own
 
 
 async def _ask_time(call: AgiCall, deps: RouteDeps, campaign: Campaign) -> datetime | None:
-    """The preferred time, read back; None means as soon as possible (also the default)."""
+    """The preferred time; None means as soon as possible (also the default)."""
     agi = deps.agi
+    before: list[Utterance] = []
     for _ in range(agi.ivr_attempts):
-        keys = await _get_keys(call, agi.prompt_time, agi, 6)
+        keys = await _ask(call, [*before, *_sounds(agi.prompt_time)], agi, 6)
         choice = parse_preferred_time(
             keys, deps.clock(), campaign.window, max_minutes=agi.ivr_max_minutes
         )
         if isinstance(choice, AsSoonAsPossible):
             return None
         if isinstance(choice, PreferredAt):
-            if not agi.ivr_read_back:
-                return choice.at
-            await call.say_datetime(
-                int(choice.at.timestamp()), _READBACK_FORMAT, campaign.window.timezone
-            )
             return choice.at
         assert isinstance(choice, TimeRefused)
         structlog.get_logger("callbackd.agi.request").info(
             "preferred time refused", reason=str(choice.reason)
         )
-        await _play(call, agi.prompt_invalid)
+        before = _sounds(agi.prompt_invalid)
     return None
 
 
-async def _get_keys(call: AgiCall, prompt: str, agi: AgiSettings, max_digits: int) -> str:
-    *intro, last = prompt.split("&")
-    for sound in intro:
-        await call.stream_file(sound)
-    return await call.get_data(
-        last, timeout_ms=agi.ivr_digit_timeout_seconds * 1000, max_digits=max_digits
-    )
+async def _ask(call: AgiCall, question: list[Utterance], agi: AgiSettings, max_digits: int) -> str:
+    """Say *question* and read the caller's keys (``#`` ends them).
+
+    A key pressed at any moment counts, also during the sounds before the last one (an
+    "invalid" prompt, the number read back): it interrupts them and starts the answer,
+    whose other keys are then read after a short silence. The last sound is read with
+    GET DATA, which takes keys while it plays.
+    """
+    *intro, last = question
+    assert isinstance(last, SaySound)
+    timeout_ms = agi.ivr_digit_timeout_seconds * 1000
+    for utterance in intro:
+        key = await _say_one(call, utterance, ANY_KEY)
+        if key == "#":
+            return ""  # pound with nothing before it: no answer
+        if key:
+            rest = await call.get_data(_SILENCE, timeout_ms=timeout_ms, max_digits=max_digits - 1)
+            return key + rest
+    return await call.get_data(last.sound, timeout_ms=timeout_ms, max_digits=max_digits)
 
 
-async def _play(call: AgiCall, sounds: str) -> None:
-    for sound in sounds.split("&"):
-        await call.stream_file(sound)
+async def _say(call: AgiCall, utterances: list[Utterance]) -> None:
+    for utterance in utterances:
+        await _say_one(call, utterance, "")
+
+
+async def _say_one(call: AgiCall, utterance: Utterance, escape_digits: str) -> str:
+    """Say one step; the key that interrupted it (one of *escape_digits*), or ""."""
+    if isinstance(utterance, SaySound):
+        return await call.stream_file(utterance.sound, escape_digits)
+    if isinstance(utterance, SayNumber):
+        return await call.say_number(utterance.number, escape_digits)
+    if isinstance(utterance, SayDigits):
+        return await call.say_digits(utterance.digits, escape_digits)
+    await call.say_datetime(utterance.epoch, utterance.fmt, utterance.zone)
+    return ""
+
+
+def _sounds(sounds: str) -> list[Utterance]:
+    return [SaySound(sound) for sound in sounds.split("&") if sound]

@@ -23,6 +23,10 @@ _ESCAPE = re.compile(r"^[0-9*#]{0,12}$")
 _FORMAT = re.compile(r"^[A-Za-z0-9 '/_.-]{1,64}$")
 _ZONE = re.compile(r"^[A-Za-z0-9_/+-]{1,64}$")
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_/@:.+-]{0,128}$")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
+
+ANY_KEY: Final = "0123456789*#"
+"""Escape digits that let any key interrupt a prompt."""
 
 DEFAULT_COMMAND_TIMEOUT: Final = 5.0
 PROMPT_ALLOWANCE: Final = 30.0
@@ -100,6 +104,14 @@ class AgiCall:
         if reply.number != 1:
             raise AgiError(f"SET VARIABLE {name} failed: {reply.raw}")
 
+    async def set_language(self, language: str) -> None:
+        """``CHANNEL(language)``: the sounds directory prompts, numbers and digits come from."""
+        if not _LANGUAGE.fullmatch(language):
+            raise ValueError(f"bad channel language {language[:16]!r}")
+        reply = await self.command(f'SET VARIABLE CHANNEL(language) "{language}"')
+        if reply.number != 1:
+            raise AgiError(f"SET VARIABLE CHANNEL(language) failed: {reply.raw}")
+
     async def set_variables(self, values: Mapping[str, str | int]) -> None:
         """Several variables in ONE round trip (``EXEC MSet``).
 
@@ -149,6 +161,15 @@ class AgiCall:
             f'SAY DIGITS {digits} "{escape_digits}"', timeout=PROMPT_ALLOWANCE
         )
         self._check(reply, "SAY DIGITS")
+        return chr(reply.number) if reply.number > 0 else ""
+
+    async def say_number(self, number: int, escape_digits: str = "") -> str:
+        """Say a whole number in the channel's language; the key that interrupted it, or ""."""
+        self._escape(escape_digits)
+        reply = await self.command(
+            f'SAY NUMBER {int(number)} "{escape_digits}"', timeout=PROMPT_ALLOWANCE
+        )
+        self._check(reply, "SAY NUMBER")
         return chr(reply.number) if reply.number > 0 else ""
 
     async def say_datetime(self, epoch: int, fmt: str, zone: str) -> None:

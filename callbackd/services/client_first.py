@@ -130,6 +130,7 @@ class ClientFirstDialer(Dialer):
             contract.VAR_QUEUE_PRIO: str(settings.client_first.queue_priority),
             contract.VAR_CLIENT_CONFIRM: "1" if settings.client_confirm else "0",
             contract.VAR_CONFIRM_TIMEOUT: str(settings.operator_confirm_timeout_seconds),
+            contract.VAR_LANGUAGE: settings.language,
         }
         if settings.client_first.landing_context:
             variables[contract.VAR_LANDING] = settings.client_first.landing_context

@@ -4,7 +4,8 @@ CRM-task campaigns are never dialled by themselves: the CRM assigns requests to 
 and someone clicks "call now". So requests do not rot, callbackd rings an operator who is
 idle (logged in, not paused, not in a call) and has assigned requests waiting longer than
 the campaign's ``reminder_after_seconds``, and the shipped ``callbackd-reminder`` context
-says "you have N calls waiting". At most once per ``reminder_interval_seconds`` per
+says "you have N callback requests waiting" in the campaign's language (callbackd picks the
+count's plural form: Russian has three). At most once per ``reminder_interval_seconds`` per
 operator: the claim is one statement on the operator's row, so two instances never ring
 one operator twice for the same reminder; the reminder's id is our ChannelId.
 """
@@ -28,10 +29,13 @@ from callbackd.db.models import ReminderCall
 from callbackd.db.sql import load_queries
 from callbackd.domain.modes import operators_to_remind
 from callbackd.domain.operators import OperatorBoard
+from callbackd.domain.speech import plural_form
 from callbackd.services.capture import DATABASE_DOWN
 from callbackd.services.dialer import DialerCampaign
 
 _REMINDER_OUTCOMES = {3: "no_answer", 5: "busy", 8: "busy"}
+REMINDER_CALLER_NAME = "Callback reminder"
+"""Caller ID name of a reminder call, shown on the operator's phone with the count."""
 
 
 @dataclass
@@ -168,6 +172,7 @@ class ReminderCaller:
         log: Any,
     ) -> None:
         ring = campaign.settings.crm.reminder_ring_seconds
+        language = campaign.settings.language
         headers = {
             "Action": "Originate",
             "Channel": reminder.operator_interface,
@@ -175,13 +180,16 @@ class ReminderCaller:
             "Exten": "s",
             "Priority": "1",
             "Timeout": str(ring * 1000),
-            "CallerID": f'"Callback requests: {reminder.pending_count}" <>',
+            # The operator's display: a reminder, not a client (no number to call back).
+            "CallerID": f'"{REMINDER_CALLER_NAME} ({reminder.pending_count})" <>',
             "ChannelId": reminder.channel_id,
             "OtherChannelId": f"{reminder.channel_id};2",
             "Async": "true",
             "Variable": [
                 f"{contract.VAR_REMINDER_ID}={reminder.id}",
                 f"{contract.VAR_REMINDER_COUNT}={reminder.pending_count}",
+                f"{contract.VAR_REMINDER_FORM}={plural_form(reminder.pending_count, language)}",
+                f"{contract.VAR_LANGUAGE}={language}",
             ],
         }
         outcome = "failed"
