@@ -221,7 +221,8 @@ def test_outbound_context_checks_the_site_settings_before_use():
         assert context.count(use) == 1, use
         assert context.index(check) < context.index(use), check
     assert context.index("REPLACE(EXTEN,0123456789)") < context.index(goto)
-    assert "Log(ERROR," in context and "Congestion(" in context and "Busy(" in context
+    for application in ("Log(ERROR,", "Congestion(", "Busy("):
+        assert application in context, application
     for variable in (contract.VAR_OUTBOUND_CONTEXT, contract.VAR_TRUNK):
         assert variable in context.split("Log(ERROR,", 1)[1]
 
