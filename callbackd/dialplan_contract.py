@@ -57,8 +57,9 @@ OPERATOR_CONTEXT: Final = "callbackd-operator"
 
 Originate with ``Context: callbackd-operator``, ``Exten:`` :data:`OPERATOR_ENTRY_EXTENSION`,
 ``Priority:`` :data:`OPERATOR_ENTRY_PRIORITY`, ``ChannelId`` and the ``Variable:`` lines
-named below. It announces the number, asks the operator to press 1 (optional), dials the
-client and bridges the two.
+named below. In the campaign's language it reads the operator's key over one prompt list
+(whisper, number if asked for, prompt: a key counts from the answer on), dials the client
+with the campaign's caller id (never the client's own number) and bridges the two.
 """
 
 OPERATOR_ENTRY_EXTENSION: Final = "s"
@@ -189,7 +190,8 @@ number. Anything but ``0`` counts as 1."""
 DEFAULT_OPERATOR_CONFIRM: Final = 1
 
 VAR_CONFIRM_TIMEOUT: Final = "CALLBACKD_CONFIRM_TIMEOUT"
-"""Seconds to wait for the operator's key (and the client's, with client confirmation)."""
+"""Seconds to wait for the operator's key once the prompts ended (and the client's, with
+client confirmation)."""
 DEFAULT_CONFIRM_TIMEOUT: Final = 10
 MAX_CONFIRM_TIMEOUT: Final = 99
 

@@ -1083,7 +1083,8 @@ class Campaign(_Model):
         default=5,
         ge=1,
         le=60,
-        description="Seconds the operator has to press 1 after the announcement.",
+        description="Seconds the operator has to press a key once the prompts ended (a key "
+        "counts from the answer on).",
     )
     announce: str | None = Field(
         default=None,
