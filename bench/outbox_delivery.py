@@ -101,7 +101,7 @@ async def main_async(latency_n: int, bulk_n: int) -> None:
                     {"name": "crm", "url": f"http://127.0.0.1:{port}/hooks", "secret": SECRET}
                 ],
             },
-            campaigns={"sales": {}},
+            campaigns={"sales": {"caller_id": "+15551234567"}},
         )
         configure_logging(settings.logging, stream=sys.stderr)
         pool = await create_pool(dsn, min_size=2, max_size=6)

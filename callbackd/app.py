@@ -194,7 +194,12 @@ class Application:
             links=self.links,
             boards=self.boards,
             campaigns=[
-                DialerCampaign(id=ref.id, name=ref.name, settings=settings.campaigns[ref.name])
+                DialerCampaign(
+                    id=ref.id,
+                    name=ref.name,
+                    settings=settings.campaigns[ref.name],
+                    region=settings.phone.default_region,
+                )
                 for ref in campaigns.values()
             ],
             instance=settings.daemon.instance_name or default_instance_name(),
@@ -294,7 +299,12 @@ class Application:
         dialer = self.dialer
         assert dialer is not None
         wanted = [
-            DialerCampaign(id=ref.id, name=ref.name, settings=settings.campaigns[ref.name])
+            DialerCampaign(
+                id=ref.id,
+                name=ref.name,
+                settings=settings.campaigns[ref.name],
+                region=settings.phone.default_region,
+            )
             for ref in campaigns.values()
         ]
         instance = dialer.instance

@@ -57,8 +57,9 @@ OPERATOR_CONTEXT: Final = "callbackd-operator"
 
 Originate with ``Context: callbackd-operator``, ``Exten:`` :data:`OPERATOR_ENTRY_EXTENSION`,
 ``Priority:`` :data:`OPERATOR_ENTRY_PRIORITY`, ``ChannelId`` and the ``Variable:`` lines
-named below. It announces the number, asks the operator to press 1 (optional), dials the
-client and bridges the two.
+named below. In the campaign's language it reads the operator's key over one prompt list
+(whisper, number if asked for, prompt: a key counts from the answer on), dials the client
+with the campaign's caller id (never the client's own number) and bridges the two.
 """
 
 OPERATOR_ENTRY_EXTENSION: Final = "s"
@@ -189,7 +190,8 @@ number. Anything but ``0`` counts as 1."""
 DEFAULT_OPERATOR_CONFIRM: Final = 1
 
 VAR_CONFIRM_TIMEOUT: Final = "CALLBACKD_CONFIRM_TIMEOUT"
-"""Seconds to wait for the operator's key (and the client's, with client confirmation)."""
+"""Seconds to wait for the operator's key once the prompts ended (and the client's, with
+client confirmation)."""
 DEFAULT_CONFIRM_TIMEOUT: Final = 10
 MAX_CONFIRM_TIMEOUT: Final = 99
 
@@ -204,17 +206,33 @@ answer. Anything but ``1`` counts as 0."""
 DEFAULT_CLIENT_CONFIRM: Final = 0
 
 VAR_ANNOUNCE: Final = "CALLBACKD_ANNOUNCE"
-"""Sound(s) played to the operator before SayDigits(number), as Playback() takes them."""
-DEFAULT_ANNOUNCE: Final = "telephone-number"
-"""Core sound: "Telephone number." """
+"""The whisper: sound(s) the operator hears first on answering ('&'-joined). The operator's
+key is read from its first moment on (one Read() over whisper, number and prompt)."""
+DEFAULT_ANNOUNCE: Final = "callbackd/callback-request"
+"""callbackd's prompt: "Callback request." """
+VAR_ANNOUNCE_NUMBER: Final = "CALLBACKD_ANNOUNCE_NUMBER"
+"""When the operator hears the client's number (``digits/N`` sounds of the channel's
+language): ``off`` never, ``before_prompt`` between the whisper and the prompt,
+``on_request`` when the operator presses 0. Anything else: :data:`DEFAULT_ANNOUNCE_NUMBER`."""
+ANNOUNCE_NUMBER_VALUES: Final = ("off", "before_prompt", "on_request")
+DEFAULT_ANNOUNCE_NUMBER: Final = "on_request"
 VAR_OPERATOR_PROMPT: Final = "CALLBACKD_OPERATOR_PROMPT"
-"""Sound(s) the operator's key is read with."""
-DEFAULT_OPERATOR_PROMPT: Final = "vm-tocallnum"
-"""Core sound: "Press 1 to call this number." """
+"""Sound(s) after the whisper (and number) while the operator's key is read. Default:
+:data:`DEFAULT_OPERATOR_PROMPT_ON_REQUEST` with announce_number ``on_request``,
+:data:`DEFAULT_OPERATOR_PROMPT` otherwise."""
+DEFAULT_OPERATOR_PROMPT: Final = "callbackd/press-1-to-connect"
+"""callbackd's prompt: "Press 1 to connect." """
+DEFAULT_OPERATOR_PROMPT_ON_REQUEST: Final = "callbackd/press-1-or-0-for-number"
+"""callbackd's prompt: "Press 1 to connect, or 0 to hear the number." """
+OPERATOR_KEY_CONNECT: Final = "1"
+"""The operator's key that connects the client (at any moment from the answer on)."""
+OPERATOR_KEY_NUMBER: Final = "0"
+"""The operator's key that says the number, then the prompt again (unless announce_number
+is ``off``). Any other key, or none within the timeout, declines."""
 VAR_CLIENT_PROMPT: Final = "CALLBACKD_CLIENT_PROMPT"
 """Sound(s) the client's key is read with (client confirmation only)."""
-DEFAULT_CLIENT_PROMPT: Final = "followme/options"
-"""Core sound: "Press 1 to accept this call, or 2 to reject it." """
+DEFAULT_CLIENT_PROMPT: Final = "callbackd/client-press-1"
+"""callbackd's prompt: "Press 1 to talk to our specialist." """
 SOUND_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/&.-"
 """The only characters a sound variable may hold; anything else gets the default."""
 MAX_SOUND_LENGTH: Final = 255
@@ -265,12 +283,22 @@ numbers come from): 2-3 lowercase letters, optionally ``_`` and a 2-4 letter reg
 (``en``, ``ru``, ``pt_BR``). Anything else: :data:`DEFAULT_LANGUAGE`."""
 DEFAULT_LANGUAGE: Final = "en"
 LANGUAGE_CHARACTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+MIN_LANGUAGE_LENGTH: Final = 2
 MAX_LANGUAGE_LENGTH: Final = 8
 
 VAR_CLIENT_CALLERID: Final = "CALLBACKD_CLIENT_CALLERID"
-"""Optional caller id number (1-32 digits) the client sees (Dial option ``f()``). Unset, the
-client sees what the trunk sends; Asterisk passes on the operator channel's caller id, which
-callbackd's Originate sets to the client's own number."""
+"""The caller id number the client sees (the campaign's caller_id): 1-32 of ``0-9 +``. Set
+as the operator channel's CALLERID(num) just before Dial(); empty or invalid: cleared, so
+the site's outbound route presents its own. Never the client's own number."""
+CALLERID_NUMBER_CHARACTERS: Final = "0123456789+"
+MAX_CALLERID_NUMBER_LENGTH: Final = 32
+VAR_CLIENT_CALLERNAME: Final = "CALLBACKD_CLIENT_CALLERNAME"
+"""The caller id name the client sees: 1-32 of :data:`CALLERID_NAME_CHARACTERS`; empty or
+invalid: cleared."""
+CALLERID_NAME_CHARACTERS: Final = (
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ _.-"
+)
+MAX_CALLERID_NAME_LENGTH: Final = 32
 
 CALLBACK_VARIABLES: Final = frozenset(
     {
@@ -282,10 +310,13 @@ CALLBACK_VARIABLES: Final = frozenset(
         VAR_CONFIRM_TIMEOUT,
         VAR_CLIENT_RING,
         VAR_CLIENT_CONFIRM,
+        VAR_LANGUAGE,
         VAR_ANNOUNCE,
+        VAR_ANNOUNCE_NUMBER,
         VAR_OPERATOR_PROMPT,
         VAR_CLIENT_PROMPT,
         VAR_CLIENT_CALLERID,
+        VAR_CLIENT_CALLERNAME,
     }
 )
 """The variables callbackd sets on its Originate to :data:`OPERATOR_CONTEXT`."""
@@ -300,11 +331,42 @@ VAR_OPERATOR_KEY: Final = "CALLBACKD_OPERATOR_KEY"
 """Set by Read() on the operator's channel: the key pressed."""
 VAR_CLIENT_KEY: Final = "CALLBACKD_CLIENT_KEY"
 """Set by Read() on the client's channel: the key pressed."""
+VAR_NUMBER_SOUNDS: Final = "CALLBACKD_NUMBER_SOUNDS"
+"""Set by the dialplan: the number as ``digits/N&digits/M&...`` (built from the checked
+digits, played in the channel's language)."""
+VAR_OPERATOR_SOUNDS: Final = "CALLBACKD_OPERATOR_SOUNDS"
+"""Set by the dialplan: what the operator's next Read() plays before the prompt."""
+VAR_DIGIT: Final = "CALLBACKD_DIGIT"
+"""Set by the dialplan: loop index while building :data:`VAR_NUMBER_SOUNDS`."""
 
 DIALPLAN_VARIABLES: Final = frozenset(
-    {VAR_STAGE, VAR_CONNECTED_AT, VAR_TALK_MS, VAR_OPERATOR_KEY, VAR_CLIENT_KEY}
+    {
+        VAR_STAGE,
+        VAR_CONNECTED_AT,
+        VAR_TALK_MS,
+        VAR_OPERATOR_KEY,
+        VAR_CLIENT_KEY,
+        VAR_NUMBER_SOUNDS,
+        VAR_OPERATOR_SOUNDS,
+        VAR_DIGIT,
+    }
 )
 """Callback variables only the dialplan sets (callbackd does not send them)."""
+
+OUTBOUND_CONTEXT: Final = "from-callbackd"
+"""Where the default dial_template (``Local/{number}@from-callbackd``) sends the client's
+number (the extension): on to the site's outbound routing, set once in [globals] by
+:data:`VAR_OUTBOUND_CONTEXT` (``Goto``, e.g. FreePBX's ``from-internal``) or
+:data:`VAR_TRUNK` (``Dial(PJSIP/<number>@<trunk>)``). Neither set: an ERROR log line that
+says what to set, and Congestion. Busy / congestion of the far end is passed back."""
+VAR_OUTBOUND_CONTEXT: Final = "CALLBACKD_OUTBOUND_CONTEXT"
+"""Set by the SITE in [globals]: the context client numbers go to (1-64 of
+:data:`CONTEXT_NAME_CHARACTERS`). Wins over :data:`VAR_TRUNK` when both are set."""
+VAR_TRUNK: Final = "CALLBACKD_TRUNK"
+"""Set by the SITE in [globals]: a PJSIP endpoint (1-64 of :data:`TRUNK_CHARACTERS`)."""
+TRUNK_CHARACTERS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.-"
+MAX_OUTBOUND_NAME_LENGTH: Final = 64
+OUTBOUND_VARIABLES: Final = frozenset({VAR_OUTBOUND_CONTEXT, VAR_TRUNK})
 
 # --------------------------------------------------------------------- dialer modes
 # Client-first callbacks, caller-pays DIDs and reminder calls (dialplan/callbackd.conf,
@@ -376,12 +438,6 @@ CLIENT_FIRST_VARIABLES: Final = frozenset(
     }
 )
 """The variables callbackd sets on its Originate to :data:`CLIENT_FIRST_CONTEXT`."""
-DEFAULT_CLIENT_FIRST_PROMPT: Final = prompt("client-press-1")
-""":data:`VAR_CLIENT_PROMPT`'s default in :data:`CLIENT_FIRST_CONTEXT`: "Hello, you asked us
-to call you back. Press 1 to talk to our specialist." (in the campaign's language)."""
-LANGUAGE_MIN_LENGTH: Final = 2
-"""Shortest :data:`VAR_LANGUAGE` the dialplan accepts (with :data:`MAX_LANGUAGE_LENGTH` and
-:data:`LANGUAGE_CHARACTERS`)."""
 
 CALLER_PAYS_CONTEXT: Final = "callbackd-caller-pays"
 """``Gosub(callbackd-caller-pays,s,1(<campaign>[,<cause>]))`` from a caller-pays DID: never
@@ -563,7 +619,14 @@ AGI_CONTEXTS: Final = frozenset({INBOUND_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CO
 
 CONTEXTS: Final = (
     frozenset(
-        {QUEUE_CONTEXT, PROBE_CONTEXT, OPERATOR_CONTEXT, CLIENT_CONFIRM_CONTEXT, REPORT_CONTEXT}
+        {
+            QUEUE_CONTEXT,
+            PROBE_CONTEXT,
+            OPERATOR_CONTEXT,
+            CLIENT_CONFIRM_CONTEXT,
+            REPORT_CONTEXT,
+            OUTBOUND_CONTEXT,
+        }
     )
     | MODE_CONTEXTS
     | AGI_CONTEXTS
@@ -575,6 +638,7 @@ EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT}) | MODE_EVE
 
 VARIABLES: Final = (
     frozenset({VAR_PRIORITY, VAR_QUEUE, VAR_PROBE_TOKEN, *CALLBACK_VARIABLES, *DIALPLAN_VARIABLES})
+    | OUTBOUND_VARIABLES
     | MODE_VARIABLES
     | AGI_VARIABLES
 )

@@ -46,6 +46,7 @@ from pydantic_settings import (
 )
 
 from callbackd import dialplan_contract
+from callbackd.domain.caller_id import CallerId, parse_caller_id
 from callbackd.domain.delivery import (
     GATEWAY_FIELDS,
     SMS_TEMPLATE_FIELDS,
@@ -95,6 +96,7 @@ Seconds = Annotated[float, Field(gt=0)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 CampaignMode = Literal["operator_first", "client_first", "crm_task"]
 AnnounceNumber = Literal["off", "before_prompt", "on_request"]
+DialNumberFormat = Literal["e164", "national"]
 # What CHANNEL(language) accepts in the shipped dialplan (dialplan_contract.VAR_LANGUAGE).
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -1105,13 +1107,21 @@ class Campaign(_Model):
         default=5,
         ge=1,
         le=60,
-        description="Seconds the operator has to press 1 after the announcement.",
+        description="Seconds the operator has to press a key once the prompts ended (a key "
+        "counts from the answer on).",
     )
     announce: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*$",
-        description="Sound file(s) played to the operator before the client's number "
-        "(Playback syntax, '&'-joined; default: the shipped dialplan's stock prompt).",
+        description="The whisper the operator hears on answering ('&'-joined sounds; default "
+        "callbackd/callback-request). Keys count from its first moment.",
+    )
+    operator_prompt: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*$",
+        description="Sound(s) asking the operator for the key, after the whisper (and number); "
+        "default callbackd/press-1-or-0-for-number with announce_number on_request, "
+        "callbackd/press-1-to-connect otherwise.",
     )
     client_prompt: str | None = Field(
         default=None,
@@ -1120,11 +1130,21 @@ class Campaign(_Model):
     )
     dial_template: str = Field(
         default="Local/{number}@from-callbackd",
-        description="Asterisk dial string for the client; {number} is the E.164 number.",
+        description="Asterisk dial string for the client; {number} is the number in "
+        "dial_number_format. The default goes through the shipped [from-callbackd] to the "
+        "outbound route set in [globals] (CALLBACKD_OUTBOUND_CONTEXT or CALLBACKD_TRUNK).",
+    )
+    dial_number_format: DialNumberFormat = Field(
+        default="e164",
+        description="How {number} (and the dialled number) is written: e164 (digits without "
+        "'+', 79161234567) or national (as a phone in phone.default_region dials it: "
+        "89161234567 in RU, international numbers with the region's prefix).",
     )
     caller_id: str | None = Field(
         default=None,
-        description='Caller ID shown to the client, e.g. "Shop" <+15551234567>. Unset: PBX\'s.',
+        description='Caller ID the client sees, "Name" <number> or a bare number, e.g. '
+        '"Shop" <+74951234567>; never the client\'s own. Required when dial_template reaches '
+        "a trunk (not Local/, or Local/...@from-callbackd); unset elsewhere: the route's own.",
     )
     interleave_by_join_time: bool = Field(
         default=False,
@@ -1188,6 +1208,40 @@ class Campaign(_Model):
     def dial_string(self, number: str) -> str:
         """The Asterisk dial string for one client number."""
         return self.dial_template.replace("{number}", number)
+
+    @field_validator("caller_id")
+    @classmethod
+    def _caller_id_is_presentable(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_caller_id(value)
+        return value
+
+    @property
+    def presented_caller_id(self) -> CallerId | None:
+        """The caller ID clients see, parsed (None: the route's own)."""
+        return parse_caller_id(self.caller_id) if self.caller_id is not None else None
+
+    @property
+    def dial_template_reaches_a_trunk(self) -> bool:
+        """Whether {number} leaves the PBX: a non-Local technology, or the shipped outbound
+        context (which hands it to the site's trunk or outbound routes)."""
+        technology, _, rest = self.dial_template.partition("/")
+        if technology.lower() != "local":
+            return True
+        context = rest.partition("@")[2].partition("/")[0]
+        return context == dialplan_contract.OUTBOUND_CONTEXT
+
+    @model_validator(mode="after")
+    def _trunk_calls_present_a_caller_id(self) -> Campaign:
+        if self.caller_id is None and self.dial_template_reaches_a_trunk:
+            raise _KeyedValueError(
+                ["caller_id"],
+                f"required because dial_template {self.dial_template!r} reaches a trunk: set "
+                "the number clients see, e.g. caller_id = '\"Shop\" <+74951234567>' "
+                "(without it clients would see no number, or their own, and carriers reject "
+                "or flag such calls)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _client_first_queue_is_dialplan_safe(self) -> Campaign:

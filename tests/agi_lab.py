@@ -39,6 +39,7 @@ def crm_campaign(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "queue": "lab-sales",
         "mode": "crm_task",
+        "dial_template": "Local/{number}@lab-clients",
         "min_hold_seconds": 1,
         "window": {
             "timezone": noon_zone(),

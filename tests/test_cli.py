@@ -36,7 +36,7 @@ def test_check_config_prints_the_effective_config_without_secrets(tmp_path: Path
     config.write_text(
         '[database]\ndsn = "postgresql://callbackd:db-pass-123@db.example:5432/callbackd"\n'
         '[[ami]]\nname = "pbx"\nsecret = "ami-secret-456"\n'
-        '[campaigns.sales]\nqueue = "sales"\n'
+        '[campaigns.sales]\nqueue = "sales"\ncaller_id = "+15551234567"\n'
     )
     done = _run("check-config", "--config", str(config))
     assert done.returncode == 0, done.stderr

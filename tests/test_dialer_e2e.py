@@ -130,7 +130,11 @@ async def test_operator_first_then_client_then_completed(
     pbx.set_operator("default", "accept")
     number = fresh_number()
     pbx.set_client(number, "answer", 4)
-    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"sales": campaign()})
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={"sales": campaign(caller_id='"Example Shop" <+74951234567>')},
+    )
     async with ami_driver.events("UserEvent", "Newchannel") as events:
         async with running_daemon(settings):
             request_id = await add_request(db, number)
@@ -154,6 +158,45 @@ async def test_operator_first_then_client_then_completed(
         if e.event == "UserEvent" and e.get("UserEvent") == "CallbackdAttempt"
     ]
     assert stages[:2] == ["operator_answered", "client_dialing"]
+    # The operator's phone shows the client and the queue; the client sees the campaign.
+    [rung] = lab_events(seen, "LabOperatorRung")
+    assert (rung["CallerIDName"], rung["CallerIDNum"]) == ("Callback lab-sales", number)
+    assert (rung["ConnectedLineName"], rung["ConnectedLineNum"]) == ("Callback lab-sales", number)
+    [called] = lab_events(seen, "LabClientCalled")
+    assert (called["CallerIDName"], called["CallerIDNum"]) == ("Example Shop", "+74951234567")
+
+
+def lab_events(seen: list[Any], name: str) -> list[Any]:
+    return [e for e in seen if e.event == "UserEvent" and e.get("UserEvent") == name]
+
+
+async def test_the_default_dial_template_reaches_the_client_in_national_format(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    # The shipped [from-callbackd] hands the number to the lab's outbound context
+    # (CALLBACKD_OUTBOUND_CONTEXT=lab-clients), as a site's to from-internal or a trunk.
+    pbx.set_operator("default", "accept", 0.5)
+    number = fresh_number()
+    national = "8" + number[1:]  # RU: +7 916 ... is dialled 8 916 ...
+    pbx.set_client(national, "answer", 3)
+    sales = campaign(
+        dial_template="Local/{number}@from-callbackd",
+        dial_number_format="national",
+        caller_id="+74951234567",
+        announce=None,
+    )
+    settings = lab_settings(database, pbx.ami_callbackd, campaigns={"sales": sales})
+    async with ami_driver.events("UserEvent") as events:
+        async with running_daemon(settings):
+            request_id = await add_request(db, number)
+            await wait_status(db, request_id, "completed")
+        seen = list(events.pending)
+    [called] = lab_events(seen, "LabClientCalled")
+    assert called["Number"] == national
+    assert called["Channel"].startswith(f"Local/{national}@from-callbackd-")
+    assert called["CallerIDNum"] == "+74951234567"
+    [rung] = lab_events(seen, "LabOperatorRung")
+    assert rung["CallerIDNum"] == national
 
 
 async def test_a_declining_operator_hands_the_call_to_another(

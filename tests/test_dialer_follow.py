@@ -38,7 +38,9 @@ class DyingLink:
 
 
 async def test_a_link_failing_at_once_is_retried_with_pauses_not_spun_on() -> None:
-    campaign = DialerCampaign(id=1, name="sales", settings=Campaign(queue="lab-sales"))
+    campaign = DialerCampaign(
+        id=1, name="sales", settings=Campaign(queue="lab-sales", caller_id="+15551234567")
+    )
     dialer = Dialer(pool=None, links={}, boards={}, campaigns=[campaign], instance="test")
     loop = asyncio.get_running_loop()
     call = _Call(

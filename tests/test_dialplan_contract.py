@@ -39,7 +39,7 @@ def test_contexts_match():
 
 
 def test_every_context_is_documented_in_the_header():
-    documented = set(re.findall(r"^;   (callbackd-[a-z-]+) ", HEADER, re.MULTILINE))
+    documented = set(re.findall(r"^;   ((?:from-)?callbackd[a-z-]*) ", HEADER, re.MULTILINE))
     assert documented == set(dialplan_contract.CONTEXTS)
 
 
@@ -112,25 +112,41 @@ def test_operator_leg_reports_first_and_always():
     assert report[-1] == "same => n,Return()"
 
 
+def _first_sound(context: str) -> int:
+    """Where the operator leg first plays anything (Read or, without confirmation, Playback)."""
+    return min(context.index("Read("), context.index("Playback("))
+
+
 def test_operator_leg_sets_every_default_before_use():
     context = _context(dialplan_contract.OPERATOR_CONTEXT)
     contract = dialplan_contract
     for variable, default in [
+        (contract.VAR_LANGUAGE, contract.DEFAULT_LANGUAGE),
         (contract.VAR_OPERATOR_CONFIRM, contract.DEFAULT_OPERATOR_CONFIRM),
         (contract.VAR_CLIENT_CONFIRM, contract.DEFAULT_CLIENT_CONFIRM),
         (contract.VAR_CONFIRM_TIMEOUT, contract.DEFAULT_CONFIRM_TIMEOUT),
         (contract.VAR_CLIENT_RING, contract.DEFAULT_CLIENT_RING),
+        (contract.VAR_ANNOUNCE_NUMBER, contract.DEFAULT_ANNOUNCE_NUMBER),
         (contract.VAR_ANNOUNCE, contract.DEFAULT_ANNOUNCE),
         (contract.VAR_OPERATOR_PROMPT, contract.DEFAULT_OPERATOR_PROMPT),
+        (contract.VAR_OPERATOR_PROMPT, contract.DEFAULT_OPERATOR_PROMPT_ON_REQUEST),
         (contract.VAR_CLIENT_PROMPT, contract.DEFAULT_CLIENT_PROMPT),
         (contract.VAR_CLIENT_CALLERID, ""),
+        (contract.VAR_CLIENT_CALLERNAME, ""),
     ]:
         setting = f"Set({variable}={default})"
         assert setting in context, setting
-        assert context.index(setting) < context.index("Playback("), variable
+        assert context.index(setting) < _first_sound(context), variable
         # Its first use is the check, which counts characters (LEN) of the variable.
         first_use = context.index("${" + variable + "}")
         assert context[first_use - 4 : first_use] == "LEN(", variable
+    # The language is set on the channel only after its check, before anything is played.
+    language = f"Set(CHANNEL(language)=${{{contract.VAR_LANGUAGE}}})"
+    assert f"REPLACE({contract.VAR_LANGUAGE},{contract.LANGUAGE_CHARACTERS})" in context
+    assert f"{{{contract.VAR_LANGUAGE}}})}} < {contract.MIN_LANGUAGE_LENGTH} |" in context
+    assert f"{{{contract.VAR_LANGUAGE}}})}} > {contract.MAX_LANGUAGE_LENGTH}" in context
+    assert context.index(f"REPLACE({contract.VAR_LANGUAGE},") < context.index(language)
+    assert context.index(language) < _first_sound(context)
     # The documented limits are the ones checked.
     assert f"{{{contract.VAR_CONFIRM_TIMEOUT}}})}} > {len(str(contract.MAX_CONFIRM_TIMEOUT))}" in (
         context
@@ -143,6 +159,73 @@ def test_operator_leg_sets_every_default_before_use():
     ):
         assert f"REPLACE({variable},{contract.SOUND_CHARACTERS})" in context
         assert f"{{{variable}}})}} > {contract.MAX_SOUND_LENGTH}" in context
+    for value in contract.ANNOUNCE_NUMBER_VALUES:
+        assert f'"{value}"' in context, value
+
+
+def test_operator_hears_one_interruptible_read():
+    """Whisper, number and prompt are one Read(): no key is lost to a Playback or SayDigits."""
+    contract = dialplan_contract
+    context = _context(contract.OPERATOR_CONTEXT)
+    read = (
+        f"Read({contract.VAR_OPERATOR_KEY},${{{contract.VAR_OPERATOR_SOUNDS}}}"
+        f"&${{{contract.VAR_OPERATOR_PROMPT}}},1,,1,${{{contract.VAR_CONFIRM_TIMEOUT}}})"
+    )
+    assert context.count("Read(") == 1
+    assert read in context
+    assert "SayDigits(" not in context
+    # Playback only where no key is read (operator confirmation off), never before the Read.
+    lines = _lines(context)
+    (playback,) = [i for i, line in enumerate(lines) if "Playback(" in line]
+    assert lines[playback - 1].endswith(f"GotoIf($[${{{contract.VAR_OPERATOR_CONFIRM}}} = 1]?ask)")
+    assert lines[playback + 1] == "same => n,Goto(dial)"
+    # The number is spoken from the checked digits, in the channel's language.
+    assert f"digits/${{{contract.VAR_NUMBER}:0:1}}" in context
+    assert f'"${{{contract.VAR_OPERATOR_KEY}}}" = "{contract.OPERATOR_KEY_CONNECT}"' in context
+    assert f'"${{{contract.VAR_OPERATOR_KEY}}}" = "{contract.OPERATOR_KEY_NUMBER}"' in context
+
+
+def test_the_client_sees_the_campaigns_caller_id_never_their_own_number():
+    contract = dialplan_contract
+    context = _context(contract.OPERATOR_CONTEXT)
+    dial = context.index("Dial(")
+    for part, variable in (
+        ("num", contract.VAR_CLIENT_CALLERID),
+        ("name", contract.VAR_CLIENT_CALLERNAME),
+    ):
+        setting = f"Set(CALLERID({part})=${{{variable}}})"
+        assert context.count(setting) == 1
+        assert context.index(setting) < dial
+    assert f"REPLACE({contract.VAR_CLIENT_CALLERID},{contract.CALLERID_NUMBER_CHARACTERS})" in (
+        context
+    )
+    assert (
+        f"REPLACE({contract.VAR_CLIENT_CALLERNAME},{contract.CALLERID_NAME_CHARACTERS})" in context
+    )
+    assert f"{{{contract.VAR_CLIENT_CALLERNAME}}})}} > {contract.MAX_CALLERID_NAME_LENGTH}" in (
+        context
+    )
+    assert f"CALLERID(num)=${{{contract.VAR_NUMBER}}}" not in context
+    assert ")f(" not in context  # no Dial option f(): the caller id is the channel's
+
+
+def test_outbound_context_checks_the_site_settings_before_use():
+    contract = dialplan_contract
+    context = _context(contract.OUTBOUND_CONTEXT)
+    goto = f"Goto(${{{contract.VAR_OUTBOUND_CONTEXT}}},${{EXTEN}},1)"
+    dial = f"Dial(PJSIP/${{EXTEN}}@${{{contract.VAR_TRUNK}}})"
+    checks = {
+        goto: f"REPLACE({contract.VAR_OUTBOUND_CONTEXT},{contract.CONTEXT_NAME_CHARACTERS})",
+        dial: f"REPLACE({contract.VAR_TRUNK},{contract.TRUNK_CHARACTERS})",
+    }
+    for use, check in checks.items():
+        assert context.count(use) == 1, use
+        assert context.index(check) < context.index(use), check
+    assert context.index("REPLACE(EXTEN,0123456789)") < context.index(goto)
+    for application in ("Log(ERROR,", "Congestion(", "Busy("):
+        assert application in context, application
+    for variable in (contract.VAR_OUTBOUND_CONTEXT, contract.VAR_TRUNK):
+        assert variable in context.split("Log(ERROR,", 1)[1]
 
 
 def test_nothing_is_dialled_before_every_input_passed_its_check():
@@ -165,17 +248,20 @@ def test_nothing_is_dialled_before_every_input_passed_its_check():
         f"REPLACE({contract.VAR_DIAL_PREFIX},/)",
         f"REPLACE({contract.VAR_DIAL_SUFFIX},{contract.DIAL_AFFIX_CHARACTERS})",
         f"{{{contract.VAR_DIAL_SUFFIX}}})}} > {contract.MAX_DIAL_AFFIX_LENGTH}",
-        f"REPLACE({contract.VAR_CLIENT_CALLERID},0123456789)",
+        f"REPLACE({contract.VAR_CLIENT_CALLERID},{contract.CALLERID_NUMBER_CHARACTERS})",
+        f"{{{contract.VAR_CLIENT_CALLERID}}})}} > {contract.MAX_CALLERID_NUMBER_LENGTH}",
     ]
+    first_sound = _first_sound(context)
     for check in checks:
         assert check in context, check
-        assert context.index(check) < context.index("Playback("), check
+        assert context.index(check) < first_sound, check
     # The number is spoken and dialled only after the checks; no value is ever spliced into
     # an expression before it passed (the checks read variables by name: REPLACE, LEN).
-    assert context.index("Playback(") < context.index(dial)
+    assert first_sound < context.index(dial)
+    before = context[:first_sound]
+    number_sounds = before.index(f"Set({contract.VAR_NUMBER_SOUNDS}=")
     for variable in (contract.VAR_NUMBER, contract.VAR_DIAL_PREFIX, contract.VAR_DIAL_SUFFIX):
-        before = context[: context.index("Playback(")]
-        uses = re.findall(rf"(.{{0,5}})\$\{{{variable}\}}", before)
+        uses = re.findall(rf"(.{{0,5}})\$\{{{variable}\}}", before[:number_sounds])
         assert uses, variable
         assert all(use.endswith("LEN(") for use in uses), (variable, uses)
 
@@ -185,6 +271,13 @@ def test_client_leg_is_the_dial_gosub():
     assert f"U({dialplan_contract.CLIENT_CONFIRM_CONTEXT}^${{CHANNEL(uniqueid)}}^" in context
     client = _lines(_context(dialplan_contract.CLIENT_CONFIRM_CONTEXT))
     assert client[0].startswith("exten => s,1,")
+    # The client hears the campaign's language: ARG5, checked before it is set.
+    assert client[1] == (
+        f"same => n,ExecIf($[${{LEN(${{ARG5}})}} > {dialplan_contract.MIN_LANGUAGE_LENGTH - 1} & "
+        "${LEN(${ARG5})} < "
+        f"{dialplan_contract.MAX_LANGUAGE_LENGTH + 1} & ${{LEN(${{REPLACE(ARG5,"
+        f"{dialplan_contract.LANGUAGE_CHARACTERS})}})}} = 0]?Set(CHANNEL(language)=${{ARG5}}))"
+    )
     assert "Set(GOSUB_RESULT=ABORT)" in "\n".join(client)
     assert client[-1] == "same => n,Return()"
 

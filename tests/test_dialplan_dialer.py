@@ -5,20 +5,24 @@ Every test originates exactly as callbackd does: to the operator's queue-member 
 reads the outcome from the UserEvents alone (CallbackdAttempt per stage, CallbackdResult at
 the end), as callbackd's least-privilege account sees them.
 
-Timing (measured): the tests use the one-beep sound for every prompt. With the number "42"
-the operator's Read() starts 2.0 s after the answer (beep 0.44 s + "four two"), the lab
-operator presses its key after 3 s, inside the Read window (until about 7.5 s). With the
-default sounds Read() starts at 3.0 s (telephone-number 1.4 s) and its prompt lasts 2.6 s.
+Timing: most tests use the one-beep sound for the whisper and the prompts, so the operator's
+Read() listens from the answer on and the lab operator's key (after PRESS_AFTER s) lands in
+it. The tests of the operator's keys use callbackd's own prompts (installed in the Asterisk
+root by the lab) and time them from the files themselves (:func:`sound_seconds`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Mapping
+import wave
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -158,6 +162,59 @@ def client_channels(events: EventCollector) -> list[str]:
     ]
 
 
+def client_called(events: EventCollector) -> AmiMessage:
+    """The lab client's LabClientCalled event: sent from the client's own channel, so its
+    CallerIDNum / CallerIDName are the caller id the client received."""
+    (called,) = [
+        e for e in events.pending if e.event == "UserEvent" and e["UserEvent"] == "LabClientCalled"
+    ]
+    return called
+
+
+def in_root(root: Path, path: str) -> Path:
+    """``path`` as Asterisk sees it inside the root: absolute symbolic links (sounds/en ->
+    /etc/alternatives/...) are followed relative to the root."""
+    resolved = PurePosixPath("/")
+    parts = list(PurePosixPath(path).parts[1:])
+    for _ in range(100):
+        if not parts:
+            return root / resolved.relative_to("/")
+        resolved = resolved / parts.pop(0)
+        host = root / resolved.relative_to("/")
+        if host.is_symlink():
+            target = PurePosixPath(os.readlink(host))
+            base = target if target.is_absolute() else resolved.parent / target
+            parts = list(base.parts[1:]) + parts
+            resolved = PurePosixPath("/")
+    raise AssertionError(f"too many symbolic links under {path}")
+
+
+def sound_seconds(pbx: LabAsterisk, language: str, *sounds: str) -> float:
+    """How long ``sounds`` play in ``language``, from the files Asterisk plays."""
+    total = 0.0
+    for sound in sounds:
+        base = f"/usr/share/asterisk/sounds/{language}/{sound}"
+        wav, gsm = in_root(pbx.root, base + ".wav"), in_root(pbx.root, base + ".gsm")
+        if wav.is_file():
+            with wave.open(str(wav)) as audio:
+                total += audio.getnframes() / audio.getframerate()
+        else:
+            total += gsm.stat().st_size / 1650  # 33 bytes per 20 ms frame
+    return total
+
+
+@contextmanager
+def playing_log(pbx: LabAsterisk) -> Iterator[Path]:
+    """A log channel of Asterisk's verbose output (level 3: "Playing 'x' (language 'y')")
+    for the duration of the block, whatever the instance's own verbosity."""
+    name = f"playing-{uuid.uuid4().hex[:8]}.log"
+    pbx.cli(f"logger add channel {name} verbose(3)")
+    try:
+        yield pbx.log_dir / name
+    finally:
+        pbx.cli(f"logger remove channel {name}")
+
+
 def seconds_between(first: AmiMessage, second: AmiMessage) -> float:
     return float(second["Timestamp"]) - float(first["Timestamp"])
 
@@ -221,7 +278,7 @@ async def test_without_operator_confirmation_a_client_who_hangs_up_is_a_short_ca
     assert int(got.header("AnsweredTime")) >= 1
     assert int(got.header("DialedTime")) >= int(got.header("AnsweredTime"))
     assert got.header("HangupSource") == contract.HANGUP_SOURCE_DIALPLAN
-    # No key was awaited: the client is dialled right after beep + "four two".
+    # No key was awaited: the client is dialled right after the whisper (a beep).
     assert seconds_between(got.attempts[0], got.attempts[1]) < 3
 
 
@@ -252,7 +309,8 @@ async def test_client_who_confirms_is_bridged(pbx: LabAsterisk, ami_driver: LabD
 async def test_client_who_does_not_press_1_is_declined_and_both_hung_up(
     pbx: LabAsterisk, ami_driver: LabDriver
 ):
-    pbx.set_operator(OPERATOR, "accept", PRESS_AFTER)
+    # The timeout (1 s) is the operator's too: the key comes within the whisper.
+    pbx.set_operator(OPERATOR, "accept", 0.5)
     pbx.set_client(CLIENT, "answer")  # answers (an answering machine) and never presses
     async with ami_driver.events("UserEvent", "Hangup") as events:
         callback = await originate_callback(
@@ -298,30 +356,29 @@ async def test_client_who_hangs_up_during_the_confirmation_prompt(
 
 
 @pytest.mark.parametrize(
-    ("client_cid", "seen_by_client"),
-    [("4951234567", "4951234567"), (None, CLIENT)],
-    ids=["client-callerid", "default-is-the-clients-own-number"],
+    ("number", "name"),
+    [("+74951234567", "Example Shop"), ("4951234567", None), (None, None)],
+    ids=["number-and-name", "number-only", "none"],
 )
-async def test_caller_id_the_client_sees(
-    pbx: LabAsterisk, ami_driver: LabDriver, client_cid: str | None, seen_by_client: str
+async def test_the_client_sees_the_campaigns_caller_id_never_their_own_number(
+    pbx: LabAsterisk, ami_driver: LabDriver, number: str | None, name: str | None
 ):
-    pbx.set_operator(OPERATOR, "talk")
+    pbx.set_operator(OPERATOR, "accept", 0.5)
     pbx.set_client(CLIENT, "answer", 1)
-    async with ami_driver.events("UserEvent", "Hangup") as events:
+    async with ami_driver.events("UserEvent") as events:
         callback = await originate_callback(
             ami_driver,
-            {contract.VAR_OPERATOR_CONFIRM: "0", contract.VAR_CLIENT_CALLERID: client_cid},
+            {contract.VAR_CLIENT_CALLERID: number, contract.VAR_CLIENT_CALLERNAME: name},
         )
         got = await outcome(events, callback.attempt_id)
-        client_side = await events.next(
-            "Hangup",
-            lambda e: (
-                e["Channel"].startswith(CLIENT_CHANNEL_PREFIX) and e["Channel"].endswith(";2")
-            ),
-            timeout=5,
-        )
+        client = client_called(events)
+
     assert got.header("DialStatus") == "ANSWER"
-    assert client_side["CallerIDNum"] == seen_by_client
+    # Read from the client's own channel, as Asterisk presents the call to the client.
+    assert client["Channel"].startswith(CLIENT_CHANNEL_PREFIX)
+    assert client["CallerIDNum"] != CLIENT
+    assert client["CallerIDNum"] == (number or "<unknown>")
+    assert client["CallerIDName"] == (name or "<unknown>")
 
 
 async def test_attempt_id_sent_without_inheritance_still_reaches_the_client_leg(
@@ -451,7 +508,7 @@ async def test_operator_who_hangs_up_during_the_announcement(
     async with ami_driver.events("UserEvent", "Newchannel") as events:
         callback = await originate_callback(
             ami_driver,
-            {contract.VAR_ANNOUNCE: contract.DEFAULT_ANNOUNCE},  # 1.4 s
+            {contract.VAR_ANNOUNCE: contract.DEFAULT_ANNOUNCE},  # 1.2 s
         )
         await reached(events, callback, Stage.OPERATOR_ANSWERED)
         await asyncio.sleep(0.5)
@@ -532,10 +589,13 @@ OPTIONAL_VARIABLES = (
     contract.VAR_CONFIRM_TIMEOUT,
     contract.VAR_CLIENT_RING,
     contract.VAR_CLIENT_CONFIRM,
+    contract.VAR_LANGUAGE,
     contract.VAR_ANNOUNCE,
+    contract.VAR_ANNOUNCE_NUMBER,
     contract.VAR_OPERATOR_PROMPT,
     contract.VAR_CLIENT_PROMPT,
     contract.VAR_CLIENT_CALLERID,
+    contract.VAR_CLIENT_CALLERNAME,
 )
 """Every callback variable with a default (the others make the attempt invalid)."""
 
@@ -559,10 +619,13 @@ def test_optional_variables_are_all_but_the_required_ones():
             contract.VAR_CONFIRM_TIMEOUT: "100",
             contract.VAR_CLIENT_RING: "0",
             contract.VAR_CLIENT_CONFIRM: "2",
+            contract.VAR_LANGUAGE: "ru/../en",
             contract.VAR_ANNOUNCE: "beep x",
+            contract.VAR_ANNOUNCE_NUMBER: "always",
             contract.VAR_OPERATOR_PROMPT: "beep|x",
             contract.VAR_CLIENT_PROMPT: "$[1]",
             contract.VAR_CLIENT_CALLERID: "12ab",
+            contract.VAR_CLIENT_CALLERNAME: "Shop<x>",
         },
     ],
     ids=["missing", "garbage"],
@@ -570,7 +633,7 @@ def test_optional_variables_are_all_but_the_required_ones():
 async def test_safe_defaults(
     pbx: LabAsterisk, ami_driver: LabDriver, variables: dict[str, str | None]
 ):
-    pbx.set_operator(OPERATOR, "accept", 4)  # during the default prompt (3.0 s - 5.6 s)
+    pbx.set_operator(OPERATOR, "accept", 2)  # during the default whisper or prompt
     pbx.set_client(CLIENT, "answer", 1)
     async with ami_driver.events("UserEvent", "Newexten") as events:
         callback = await originate_callback(ami_driver, variables)
@@ -582,32 +645,362 @@ async def test_safe_defaults(
             and e.get("Uniqueid") == callback.channel_id
             and e.get("Context") == contract.OPERATOR_CONTEXT
         }
+        client = client_called(events)
 
     assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.CLIENT_DIALING, Stage.CLIENT_ANSWERED]
-    assert ran["Playback"] == contract.DEFAULT_ANNOUNCE
-    assert ran["SayDigits"] == CLIENT
+    assert "Playback" not in ran
+    assert "SayDigits" not in ran
     timeout = contract.DEFAULT_CONFIRM_TIMEOUT
     assert ran["Read"] == (
-        f"{contract.VAR_OPERATOR_KEY},{contract.DEFAULT_OPERATOR_PROMPT},1,,1,{timeout}"
+        f"{contract.VAR_OPERATOR_KEY},{contract.DEFAULT_ANNOUNCE}"
+        f"&{contract.DEFAULT_OPERATOR_PROMPT_ON_REQUEST},1,,1,{timeout}"
     )
     confirm = contract.DEFAULT_CLIENT_CONFIRM
     assert ran["Dial"] == (
         f"Local/{CLIENT}@lab-clients,{contract.DEFAULT_CLIENT_RING},"
         f"giU({contract.CLIENT_CONFIRM_CONTEXT}^{callback.channel_id}^{confirm}^{timeout}"
-        f"^{contract.DEFAULT_CLIENT_PROMPT})"
+        f"^{contract.DEFAULT_CLIENT_PROMPT}^{contract.DEFAULT_LANGUAGE})"
     )
     assert got.header("DialStatus") == "ANSWER"
+    assert client["CallerIDNum"] == "<unknown>"  # cleared: never the client's own number
 
 
 def test_default_sounds_exist_in_the_asterisk_root(pbx: LabAsterisk):
     chroot = shutil.which("chroot") or shutil.which("chroot", path="/usr/sbin:/sbin")
     assert chroot is not None
-    for sound in (
-        contract.DEFAULT_ANNOUNCE,
-        contract.DEFAULT_OPERATOR_PROMPT,
-        contract.DEFAULT_CLIENT_PROMPT,
+    for language in contract.PROMPT_LANGUAGES:
+        for sound in (
+            contract.DEFAULT_ANNOUNCE,
+            contract.DEFAULT_OPERATOR_PROMPT,
+            contract.DEFAULT_OPERATOR_PROMPT_ON_REQUEST,
+            contract.DEFAULT_CLIENT_PROMPT,
+        ):
+            # As Asterisk sees it: sounds/<language> is a symlink that resolves in the root.
+            path = f"/usr/share/asterisk/sounds/{language}/{sound}.wav"
+            found = subprocess.run([chroot, str(pbx.root), "test", "-f", path], check=False)
+            assert found.returncode == 0, path
+        digits = f"/usr/share/asterisk/sounds/{language}/digits/7.gsm"
+        found = subprocess.run([chroot, str(pbx.root), "test", "-f", digits], check=False)
+        assert found.returncode == 0, digits
+
+
+# --------------------------------------------------------------------- the operator's keys
+# callbackd's own prompts (no sound overrides): the whisper, the number, the prompt.
+
+LONG_CLIENT = "79161234567"
+"""A number long enough to be pressed "during": eleven digits take several seconds."""
+DEFAULT_SOUNDS: Mapping[str, str | None] = {
+    contract.VAR_ANNOUNCE: None,
+    contract.VAR_OPERATOR_PROMPT: None,
+    contract.VAR_CLIENT_PROMPT: None,
+}
+KEY_TO_CLIENT_SECONDS = 1.0
+"""The acceptance bound: the client's channel exists within this long after the key."""
+
+
+def operator_keys(events: EventCollector, callback: Callback) -> list[AmiMessage]:
+    """DTMFBegin events of keys the operator's leg received (in callbackd-operator)."""
+    return [
+        e
+        for e in events.pending
+        if e.event == "DTMFBegin"
+        and e.get("Uniqueid") == callback.channel_id
+        and e.get("Direction") == "Received"
+    ]
+
+
+def client_created(events: EventCollector, number: str) -> AmiMessage:
+    (created,) = [
+        e
+        for e in events.pending
+        if e.event == "Newchannel"
+        and (e.get("Channel") or "").startswith(f"Local/{number}@lab-clients-")
+        and (e.get("Channel") or "").endswith(";1")
+    ]
+    return created
+
+
+@pytest.mark.parametrize(
+    ("announce_number", "press_after", "during"),
+    [("on_request", 0.5, "whisper"), ("before_prompt", None, "number")],
+    ids=["during-the-whisper", "during-the-number"],
+)
+async def test_a_key_pressed_during_the_announcement_connects_at_once(
+    pbx: LabAsterisk,
+    ami_driver: LabDriver,
+    announce_number: str,
+    press_after: float | None,
+    during: str,
+):
+    whisper = sound_seconds(pbx, "en", contract.DEFAULT_ANNOUNCE)
+    number = sound_seconds(pbx, "en", *(f"digits/{d}" for d in LONG_CLIENT))
+    if press_after is None:
+        press_after = round(whisper + number / 2, 1)  # halfway through the number
+    pbx.set_operator(OPERATOR, "accept", press_after)
+    pbx.set_client(LONG_CLIENT, "answer", 1)
+    variables = {
+        **DEFAULT_SOUNDS,
+        contract.VAR_NUMBER: LONG_CLIENT,
+        contract.VAR_ANNOUNCE_NUMBER: announce_number,
+    }
+    async with ami_driver.events("UserEvent", "Newchannel", "DTMFBegin") as events:
+        callback = await originate_callback(ami_driver, variables)
+        got = await outcome(events, callback.attempt_id)
+        keys = operator_keys(events, callback)
+        created = client_created(events, LONG_CLIENT)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.CLIENT_DIALING, Stage.CLIENT_ANSWERED]
+    answered = got.attempts[0]
+    key = keys[0]
+    pressed_at = seconds_between(answered, key)
+    if during == "whisper":
+        assert pressed_at < whisper
+    else:
+        assert whisper < pressed_at < whisper + number
+    assert 0 <= seconds_between(key, created) < KEY_TO_CLIENT_SECONDS
+    assert seconds_between(key, got.attempts[1]) < KEY_TO_CLIENT_SECONDS
+
+
+@pytest.mark.parametrize("announce_number", ["on_request", "before_prompt", "off"])
+async def test_an_operator_who_never_presses_is_declined_after_the_timeout_from_the_prompts_end(
+    pbx: LabAsterisk, ami_driver: LabDriver, announce_number: str
+):
+    pbx.set_operator(OPERATOR, "talk")
+    timeout = 2
+    sounds = [contract.DEFAULT_ANNOUNCE]
+    if announce_number == "before_prompt":
+        sounds += [f"digits/{d}" for d in CLIENT]
+    prompt = (
+        contract.DEFAULT_OPERATOR_PROMPT_ON_REQUEST
+        if announce_number == "on_request"
+        else contract.DEFAULT_OPERATOR_PROMPT
+    )
+    prompts = sound_seconds(pbx, "en", *sounds, prompt)
+    variables = {
+        **DEFAULT_SOUNDS,
+        contract.VAR_ANNOUNCE_NUMBER: announce_number,
+        contract.VAR_CONFIRM_TIMEOUT: str(timeout),
+    }
+    async with ami_driver.events("UserEvent", "Newchannel") as events:
+        callback = await originate_callback(ami_driver, variables)
+        got = await outcome(events, callback.attempt_id, timeout=30)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.OPERATOR_DECLINED]
+    declined_after = seconds_between(got.attempts[0], got.attempts[1])
+    # Asterisk waits 50 ms for a key between two prompts of a list: a little slack.
+    assert prompts + timeout - 0.2 <= declined_after <= prompts + timeout + 1.0
+    assert client_channels(events) == []
+
+
+async def test_0_says_the_number_then_1_connects(pbx: LabAsterisk, ami_driver: LabDriver):
+    pbx.set_operator(OPERATOR, "talk")
+    pbx.set_client(LONG_CLIENT, "answer", 1)
+    variables = {**DEFAULT_SOUNDS, contract.VAR_NUMBER: LONG_CLIENT}
+    digits = "&".join(f"digits/{d}" for d in LONG_CLIENT)
+    async with ami_driver.events("UserEvent", "Newexten", "Newchannel") as events:
+        callback = await originate_callback(ami_driver, variables)
+        operator_phone = f"{callback.channel_id};2"
+        await reached(events, callback, Stage.OPERATOR_ANSWERED)
+        await asyncio.sleep(0.5)
+        await press(ami_driver, operator_phone, "0")
+
+        def number_read(e: AmiMessage) -> bool:
+            return (
+                e.get("Uniqueid") == callback.channel_id
+                and e.get("Application") == "Read"
+                and (e.get("AppData") or "").startswith(f"{contract.VAR_OPERATOR_KEY},{digits}&")
+            )
+
+        again = await events.next("Newexten", number_read, timeout=5)
+        await asyncio.sleep(1.5)  # a few digits in
+        await press(ami_driver, operator_phone, "1")
+        got = await outcome(events, callback.attempt_id)
+        created = client_created(events, LONG_CLIENT)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.CLIENT_DIALING, Stage.CLIENT_ANSWERED]
+    # The number, then the same prompt again, all in one interruptible Read.
+    prompt = contract.DEFAULT_OPERATOR_PROMPT_ON_REQUEST
+    assert again["AppData"] == (
+        f"{contract.VAR_OPERATOR_KEY},{digits}&{prompt},1,,1,{BASE_VARIABLES[contract.VAR_CONFIRM_TIMEOUT]}"
+    )
+    assert 1.4 <= seconds_between(again, created) < 1.5 + KEY_TO_CLIENT_SECONDS
+
+
+@pytest.mark.parametrize("key", ["0", "2"])
+async def test_with_announce_number_off_0_declines_like_any_other_key(
+    pbx: LabAsterisk, ami_driver: LabDriver, key: str
+):
+    pbx.set_operator(OPERATOR, "talk")
+    variables = {**DEFAULT_SOUNDS, contract.VAR_ANNOUNCE_NUMBER: "off"}
+    async with ami_driver.events("UserEvent", "Newchannel") as events:
+        callback = await originate_callback(ami_driver, variables)
+        await reached(events, callback, Stage.OPERATOR_ANSWERED)
+        await asyncio.sleep(0.5)
+        await press(ami_driver, f"{callback.channel_id};2", key)
+        got = await outcome(events, callback.attempt_id)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.OPERATOR_DECLINED]
+    assert seconds_between(got.attempts[0], got.attempts[1]) < 1.5  # at once, mid-whisper
+    assert client_channels(events) == []
+
+
+async def press(driver: LabDriver, channel: str, digit: str) -> None:
+    """The operator presses ``digit`` on their phone (the far half of the Local channel)."""
+    response = await driver.action(
+        # "Async: false": panoramisk 1.4 reads the "DTMF successfully queued" reply as the
+        # start of an async list unless the action says it is not one.
+        {"Action": "PlayDTMF", "Channel": channel, "Digit": digit, "Async": "false"}
+    )
+    assert response.success, response
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+async def test_the_campaigns_language_plays_its_prompts_on_both_legs(
+    pbx: LabAsterisk, ami_driver: LabDriver, language: str
+):
+    # The operator hears everything (presses during the prompt), the client confirms.
+    whisper = sound_seconds(pbx, language, contract.DEFAULT_ANNOUNCE)
+    number = sound_seconds(pbx, language, *(f"digits/{d}" for d in CLIENT))
+    pbx.set_operator(OPERATOR, "accept", round(whisper + number + 0.5, 1))
+    pbx.set_client(CLIENT, "confirm", 1)
+    variables = {
+        **DEFAULT_SOUNDS,
+        contract.VAR_LANGUAGE: language,
+        contract.VAR_ANNOUNCE_NUMBER: "before_prompt",
+        contract.VAR_CLIENT_CONFIRM: "1",
+    }
+    with playing_log(pbx) as log:
+        async with ami_driver.events("UserEvent") as events:
+            callback = await originate_callback(ami_driver, variables)
+            await reached(events, callback, Stage.CLIENT_CONFIRMED)
+            await hang_up(ami_driver, callback.channel_id)
+            got = await outcome(events, callback.attempt_id)
+        played = log.read_text(encoding="utf-8")
+
+    assert got.header("Stage") == Stage.CLIENT_CONFIRMED
+    operator = f"<Local/{OPERATOR}@lab-operators-"
+    client = f"<Local/{CLIENT}@lab-clients-"
+    for leg, sound in [
+        (operator, contract.DEFAULT_ANNOUNCE),
+        *[(operator, f"digits/{d}") for d in CLIENT],
+        (operator, contract.DEFAULT_OPERATOR_PROMPT),
+        (client, contract.DEFAULT_CLIENT_PROMPT),
+    ]:
+        lines = [line for line in played.splitlines() if leg in line and f"'{sound}." in line]
+        assert lines, (sound, played[-2000:])
+        assert all(line.endswith(f"(language '{language}')") for line in lines), lines
+    # The files exist in that language's own directory (no fallback to another one).
+    for sound in (contract.DEFAULT_ANNOUNCE, contract.DEFAULT_CLIENT_PROMPT):
+        path = f"/usr/share/asterisk/sounds/{language}/{sound}.wav"
+        assert in_root(pbx.root, path).is_file(), path
+
+
+# --------------------------------------------------------------------- from-callbackd
+
+
+@asynccontextmanager
+async def outbound_globals(driver: LabDriver, **values: str) -> AsyncIterator[None]:
+    """Set [globals] of the lab PBX for one test (CALLBACKD_OUTBOUND_CONTEXT and friends),
+    then put back what the lab configures."""
+    configured = {contract.VAR_OUTBOUND_CONTEXT: "lab-clients", contract.VAR_TRUNK: ""}
+    try:
+        for name, value in values.items():
+            await set_global(driver, name, value)
+        yield
+    finally:
+        for name, value in configured.items():
+            await set_global(driver, name, value)
+
+
+async def set_global(driver: LabDriver, name: str, value: str) -> None:
+    response = await driver.action({"Action": "Setvar", "Variable": name, "Value": value})
+    assert response.success, response
+
+
+DEFAULT_TEMPLATE = {contract.VAR_DIAL_SUFFIX: f"@{contract.OUTBOUND_CONTEXT}"}
+"""The default dial_template, Local/{number}@from-callbackd, as prefix and suffix."""
+
+
+async def test_the_default_dial_template_reaches_the_client_through_the_sites_route(
+    pbx: LabAsterisk, ami_driver: LabDriver
+):
+    pbx.set_operator(OPERATOR, "accept", 0.5)
+    pbx.set_client(CLIENT, "answer", 1)
+    async with ami_driver.events("UserEvent") as events:
+        callback = await originate_callback(
+            ami_driver, {**DEFAULT_TEMPLATE, contract.VAR_CLIENT_CALLERID: "+74951234567"}
+        )
+        got = await outcome(events, callback.attempt_id)
+        client = client_called(events)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.CLIENT_DIALING, Stage.CLIENT_ANSWERED]
+    assert got.header("DialStatus") == "ANSWER"
+    # lab [globals] CALLBACKD_OUTBOUND_CONTEXT=lab-clients, as a site sets from-internal.
+    assert client["Channel"].startswith(f"Local/{CLIENT}@{contract.OUTBOUND_CONTEXT}-")
+    assert client["Number"] == CLIENT
+    assert client["CallerIDNum"] == "+74951234567"
+
+
+@pytest.mark.parametrize(("mode", "dial_status"), [("busy", "BUSY"), ("congestion", "CONGESTION")])
+async def test_from_callbackd_passes_busy_and_congestion_back(
+    pbx: LabAsterisk, ami_driver: LabDriver, mode: str, dial_status: str
+):
+    pbx.set_operator(OPERATOR, "talk")
+    pbx.set_client(CLIENT, mode)  # type: ignore[arg-type]
+    async with ami_driver.events("UserEvent") as events:
+        callback = await originate_callback(
+            ami_driver, {**DEFAULT_TEMPLATE, contract.VAR_OPERATOR_CONFIRM: "0"}
+        )
+        got = await outcome(events, callback.attempt_id)
+
+    assert got.stages == [Stage.OPERATOR_ANSWERED, Stage.CLIENT_DIALING]
+    assert got.header("DialStatus") == dial_status
+
+
+async def test_from_callbackd_dials_the_trunk_when_only_a_trunk_is_set(
+    pbx: LabAsterisk, ami_driver: LabDriver
+):
+    pbx.set_operator(OPERATOR, "talk")
+    async with (
+        outbound_globals(ami_driver, CALLBACKD_OUTBOUND_CONTEXT="", CALLBACKD_TRUNK="lab-trunk"),
+        ami_driver.events("UserEvent", "Newexten") as events,
     ):
-        # As Asterisk sees it: sounds/en is a symlink that only resolves inside the root.
-        path = f"/usr/share/asterisk/sounds/en/{sound}.gsm"
-        found = subprocess.run([chroot, str(pbx.root), "test", "-f", path], check=False)
-        assert found.returncode == 0, path
+        callback = await originate_callback(
+            ami_driver, {**DEFAULT_TEMPLATE, contract.VAR_OPERATOR_CONFIRM: "0"}
+        )
+        got = await outcome(events, callback.attempt_id)
+        dials = [
+            e["AppData"]
+            for e in events.pending
+            if e.event == "Newexten"
+            and e.get("Context") == contract.OUTBOUND_CONTEXT
+            and e.get("Application") == "Dial"
+        ]
+
+    assert dials == [f"PJSIP/{CLIENT}@lab-trunk"]
+    # The lab loads no chan_pjsip: the trunk is unavailable, passed back as congestion.
+    assert got.header("DialStatus") == "CONGESTION"
+
+
+async def test_from_callbackd_without_a_route_says_what_to_set(
+    pbx: LabAsterisk, ami_driver: LabDriver
+):
+    pbx.set_operator(OPERATOR, "talk")
+    before = pbx.messages_log_path.stat().st_size
+    async with (
+        outbound_globals(ami_driver, CALLBACKD_OUTBOUND_CONTEXT=""),
+        ami_driver.events("UserEvent") as events,
+    ):
+        callback = await originate_callback(
+            ami_driver, {**DEFAULT_TEMPLATE, contract.VAR_OPERATOR_CONFIRM: "0"}
+        )
+        got = await outcome(events, callback.attempt_id)
+    with pbx.messages_log_path.open("rb") as handle:
+        handle.seek(before)
+        logged = handle.read().decode("utf-8", errors="replace")
+
+    assert got.header("DialStatus") == "CONGESTION"
+    errors = [line for line in logged.splitlines() if "ERROR" in line and "from-callbackd" in line]
+    assert len(errors) == 1, logged
+    assert contract.VAR_OUTBOUND_CONTEXT in errors[0]
+    assert contract.VAR_TRUNK in errors[0]

@@ -132,7 +132,7 @@ def test_queue_log_events_match_and_are_documented() -> None:
 
 def _language_check() -> str:
     return (
-        f"${{LEN(${{{contract.VAR_LANGUAGE}}})}} < {contract.LANGUAGE_MIN_LENGTH} | "
+        f"${{LEN(${{{contract.VAR_LANGUAGE}}})}} < {contract.MIN_LANGUAGE_LENGTH} | "
         f"${{LEN(${{{contract.VAR_LANGUAGE}}})}} > {contract.MAX_LANGUAGE_LENGTH} | "
         f"${{LEN(${{REPLACE({contract.VAR_LANGUAGE},{contract.LANGUAGE_CHARACTERS})}})}} != 0"
     )
@@ -160,9 +160,9 @@ def test_client_first_applies_the_language_first_thing_and_asks_with_the_shipped
     # After the hangup handler and the first stage (the report must always be possible).
     assert lines[2].startswith(f"same => n,ExecIf($[{_language_check()}]")
     assert lines[3] == f"same => n,Set(CHANNEL(language)=${{{contract.VAR_LANGUAGE}}})"
-    assert contract.DEFAULT_CLIENT_FIRST_PROMPT == "callbackd/client-press-1"
+    assert contract.DEFAULT_CLIENT_PROMPT == "callbackd/client-press-1"
     context = _context(contract.CLIENT_FIRST_CONTEXT)
-    assert f"Set({contract.VAR_CLIENT_PROMPT}={contract.DEFAULT_CLIENT_FIRST_PROMPT})" in context
+    assert f"Set({contract.VAR_CLIENT_PROMPT}={contract.DEFAULT_CLIENT_PROMPT})" in context
     assert contract.VAR_LANGUAGE in contract.CLIENT_FIRST_VARIABLES
 
 

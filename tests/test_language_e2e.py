@@ -266,7 +266,7 @@ async def test_client_first_russian_client_hears_press_1_in_russian(
         what="the client's prompt in the log",
     )
     assert played(pbx, f"Local/{number}@lab-clients-")[0] == (
-        contract.DEFAULT_CLIENT_FIRST_PROMPT,
+        contract.DEFAULT_CLIENT_PROMPT,
         "ru",
     )
 

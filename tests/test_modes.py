@@ -358,12 +358,26 @@ async def test_client_first_claim_takes_call_now_first_and_due_requests_only(db:
 
 
 def test_client_first_queue_names_must_pass_the_dialplan_check() -> None:
-    ok = load_settings(None, env={}, campaigns={"hotline": {"mode": "client_first"}})
+    ok = load_settings(
+        None, env={}, campaigns={"hotline": {"mode": "client_first", "caller_id": "+15551234567"}}
+    )
     assert ok.campaigns["hotline"].client_first.require_free_operator is False
     with pytest.raises(ConfigError) as raised:
         load_settings(
-            None, env={}, campaigns={"hotline": {"mode": "client_first", "queue": "help+desk"}}
+            None,
+            env={},
+            campaigns={
+                "hotline": {
+                    "mode": "client_first",
+                    "queue": "help+desk",
+                    "caller_id": "+15551234567",
+                }
+            },
         )
     assert raised.value.key == "campaigns.hotline.queue"
     # Other modes keep accepting any Asterisk queue name.
-    load_settings(None, env={}, campaigns={"sales": {"queue": "Sales+Support"}})
+    load_settings(
+        None,
+        env={},
+        campaigns={"sales": {"queue": "Sales+Support", "caller_id": "+15551234567"}},
+    )

@@ -47,7 +47,7 @@ def outbox_settings(
     campaign_sms: dict[str, Any] | None = None,
     **outbox: Any,
 ) -> Settings:
-    campaign: dict[str, Any] = {"queue": "sales"}
+    campaign: dict[str, Any] = {"queue": "sales", "caller_id": "+15551234567"}
     if campaign_sms is not None:
         campaign["sms"] = campaign_sms
     return load_settings(

@@ -310,13 +310,22 @@ def test_sms_config_checks() -> None:
         )
     assert caught.value.key == "sms.http.body.to"
     with pytest.raises(ConfigError) as caught:
-        load_settings(None, env={}, campaigns={"sales": {"sms": {"template": "Hi {number}"}}})
+        load_settings(
+            None,
+            env={},
+            campaigns={"sales": {"sms": {"template": "Hi {number}"}, "caller_id": "+15551234567"}},
+        )
     assert caught.value.key == "campaigns.sales.sms.template"
     ok = load_settings(
         None,
         env={},
         sms={"sender": "ami", "ami": {"destination": "pjsip:trunk/sip:{number_digits}@x"}},
-        campaigns={"sales": {"sms": {"template": "{campaign}", "language": "ru", "when": "both"}}},
+        campaigns={
+            "sales": {
+                "sms": {"template": "{campaign}", "language": "ru", "when": "both"},
+                "caller_id": "+15551234567",
+            }
+        },
     )
     assert ok.sms.ami is not None
     assert ok.sms.ami.pbx == "pbx"  # the first AMI endpoint

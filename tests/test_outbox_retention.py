@@ -356,7 +356,7 @@ async def test_events_of_real_state_changes_go_once_delivered(
                 }
             ],
         },
-        campaigns={"sales": {"queue": "sales"}},
+        campaigns={"sales": {"queue": "sales", "caller_id": "+15551234567"}},
     )
     campaign_id = await db.fetchval(
         "INSERT INTO campaigns (name, pbx, queue, mode) "

@@ -48,6 +48,7 @@ format = "console"
 
 [campaigns.sales]
 mode = "client_first"
+caller_id = '"Shop" <+15551234567>'
 """
 
 
@@ -299,7 +300,7 @@ def test_campaign_with_unknown_pbx(tmp_path: Path) -> None:
 
 
 def test_two_campaigns_on_one_queue(tmp_path: Path) -> None:
-    text = MINIMAL + "[campaigns.other]\nqueue = 'sales'\n"
+    text = MINIMAL + "[campaigns.other]\nqueue = 'sales'\ncaller_id = '+15551234567'\n"
     err = config_error(write(tmp_path, text))
     assert err.key == "campaigns.other.queue"
 
@@ -317,7 +318,7 @@ def test_ami_name_must_be_a_slug(tmp_path: Path) -> None:
 
 
 def test_campaign_names_are_lowercase(tmp_path: Path) -> None:
-    err = config_error(write(tmp_path, "[campaigns.Sales]\nqueue = 'Sales'\n"))
+    err = config_error(write(tmp_path, "[campaigns.Sales]\nqueue = 'Sales'\ncaller_id = '+1555'\n"))
     assert err.key == "campaigns.Sales"
 
 

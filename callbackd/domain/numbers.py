@@ -19,6 +19,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, shortnumberinfo
 
 E164 = re.compile(r"\+[1-9][0-9]{5,14}")  # always used with fullmatch
+_DIAL_DIGITS = re.compile(r"[0-9]{1,32}")
 _FORMATTED = re.compile(r"\+?[0-9 ().\-]{1,40}")
 MAX_INPUT_LENGTH = 40
 
@@ -215,3 +216,28 @@ def dial_digits(e164: str) -> str:
     if not E164.fullmatch(e164):
         raise ValueError("not an E.164 number")
     return e164[1:]
+
+
+DIAL_NUMBER_FORMATS = ("e164", "national")
+"""How a number is dialled: ``e164`` its E.164 digits without ``+``; ``national`` as a phone
+in the site's region dials it (RU: +79161234567 -> 89161234567, +442071234567 ->
+81044...), the national prefix for local numbers and the international prefix otherwise."""
+
+
+def dial_number(e164: str, number_format: str, region: str) -> str:
+    """The digits that go into the dial string and CALLBACKD_NUMBER for one client.
+
+    Raises ``ValueError`` for anything that is not E.164 (as :func:`dial_digits`) or a
+    format that gives anything but 1-32 ASCII digits.
+    """
+    digits = dial_digits(e164)
+    if number_format == "e164":
+        return digits
+    if number_format != "national":
+        raise ValueError(f"unknown dial number format {number_format!r}")
+    parsed = phonenumbers.parse(e164, None)
+    text = phonenumbers.format_out_of_country_calling_number(parsed, region.upper())
+    dialled = re.sub(r"[^0-9]", "", text)
+    if not _DIAL_DIGITS.fullmatch(dialled):
+        raise ValueError("the national form of the number is not 1-32 digits")
+    return dialled

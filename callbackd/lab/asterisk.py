@@ -487,12 +487,13 @@ class LabAsterisk:
             self.cli(f"database deltree {family}")
 
     def set_operator(
-        self, operator: str, mode: OperatorMode | None, seconds: int | None = None
+        self, operator: str, mode: OperatorMode | None, seconds: float | None = None
     ) -> None:
         """Decide what ``Local/<operator>@lab-operators`` does from the next call on.
 
         ``operator`` is ``op<N>`` or ``default`` (every op<N> without its own setting);
-        ``seconds`` is how long "accept" / "decline" waits before pressing 1 / 2 (default 1).
+        ``seconds`` is how long "accept" / "decline" waits before pressing 1 / 2 (default 1;
+        fractions work: 0.5 presses half a second after answering).
         ``mode=None`` forgets the setting. Unset operators ring and never answer ("away").
         """
         if not _OPERATOR_KEY.match(operator):
@@ -766,10 +767,12 @@ class LabAsterisk:
                     raise LabError(f"cannot restore queue {queue}: members {now}, want {wanted}")
 
 
-def _mode_value(mode: str | None, seconds: int | None) -> str | None:
+def _mode_value(mode: str | None, seconds: float | None) -> str | None:
     """The AstDB value the lab dialplan reads: ``mode`` or ``mode:seconds``."""
     if mode is None or seconds is None:
         return mode
+    if isinstance(seconds, float):
+        return f"{mode}:{seconds:.3f}"
     return f"{mode}:{seconds}"
 
 

@@ -32,6 +32,20 @@ def closed_window() -> dict[str, Any]:
     }
 
 
+LAB_DIAL_TEMPLATE = "Local/{number}@lab-clients"
+"""Where lab campaigns reach their clients unless a test says otherwise: the lab's own
+client context, which needs no caller_id (the shipped from-callbackd would)."""
+
+
+def _lab_clients_by_default(campaigns: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"dial_template": LAB_DIAL_TEMPLATE, **campaign}
+        if isinstance(campaign, dict)
+        else campaign
+        for name, campaign in campaigns.items()
+    }
+
+
 def lab_settings(
     dsn: str,
     account: AmiAccount,
@@ -65,9 +79,11 @@ def lab_settings(
         phone={"default_region": "RU"},
         # The default campaign only captures: with the default calling hours, whether it
         # dialled would depend on the time of day the tests run at.
-        campaigns=campaigns
-        if campaigns is not None
-        else {"sales": {"queue": "lab-sales", "min_hold_seconds": 2, "window": closed_window()}},
+        campaigns=_lab_clients_by_default(
+            campaigns
+            if campaigns is not None
+            else {"sales": {"queue": "lab-sales", "min_hold_seconds": 2, "window": closed_window()}}
+        ),
         logging={"format": "json", "mask_numbers": False},
         # No FastAGI server unless a test asks for one (agi={...}): lab daemons run side
         # by side and would all want port 4573.

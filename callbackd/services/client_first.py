@@ -31,7 +31,6 @@ from callbackd.domain.modes import (
     outcome_of_client_originate_failure,
     outcome_of_client_stage,
 )
-from callbackd.domain.numbers import dial_digits
 from callbackd.domain.outcome import CallReport
 from callbackd.domain.window import is_open
 from callbackd.services.dialer import Dialer, DialerCampaign, _Call
@@ -121,7 +120,7 @@ class ClientFirstDialer(Dialer):
 
     def _originate(self, call: _Call) -> dict[str, Any]:
         settings = call.campaign.settings
-        digits = dial_digits(call.attempt.number)  # raises on anything not E.164
+        digits = call.campaign.dial_number(call.attempt.number)  # raises if not E.164
         channel_id = call.attempt.client_channel_id
         variables = {
             contract.VAR_ATTEMPT_ID: str(call.attempt.id),
@@ -148,8 +147,11 @@ class ClientFirstDialer(Dialer):
             "Async": "true",
             "Variable": [f"{k}={v}" for k, v in variables.items()],
         }
-        if settings.caller_id:
-            headers["CallerID"] = settings.caller_id
+        presented = settings.presented_caller_id
+        # Without one the Originate sets no caller id: the route presents its own, and the
+        # client never sees their own number.
+        if presented is not None:
+            headers["CallerID"] = presented.originate_header()
         return headers
 
     def _ring_seconds(self, call: _Call) -> int:

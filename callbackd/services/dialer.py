@@ -42,7 +42,8 @@ from callbackd.ami.errors import (
 from callbackd.ami.link import AmiLink
 from callbackd.db.models import Attempt, AttemptOutcome, CallbackRequest, RequestStatus
 from callbackd.db.sql import load_queries
-from callbackd.domain.numbers import dial_digits
+from callbackd.domain.caller_id import operator_display_name
+from callbackd.domain.numbers import dial_number
 from callbackd.domain.operators import OperatorBoard, ReleaseLimiter, release_slots
 from callbackd.domain.outcome import (
     CallReport,
@@ -62,6 +63,12 @@ class DialerCampaign:
     id: int
     name: str
     settings: Campaign
+    region: str = "US"
+    """phone.default_region: what a ``national`` dial_number_format is relative to."""
+
+    def dial_number(self, e164: str) -> str:
+        """The client's number as dialled (dial_number_format); ValueError if not E.164."""
+        return dial_number(e164, self.settings.dial_number_format, self.region)
 
     @property
     def pbx(self) -> str:
@@ -506,22 +513,34 @@ class Dialer:
     # -- one call ------------------------------------------------------------------------------
     def _originate(self, call: _Call) -> dict[str, Any]:
         settings = call.campaign.settings
-        digits = dial_digits(call.attempt.number)  # raises on anything not E.164
+        number = call.campaign.dial_number(call.attempt.number)  # raises on anything not E.164
         channel_id = call.attempt.operator_channel_id
+        presented = settings.presented_caller_id
         variables = {
             f"__{contract.VAR_ATTEMPT_ID}": str(call.attempt.id),
-            contract.VAR_NUMBER: digits,
+            contract.VAR_NUMBER: number,
             contract.VAR_DIAL_PREFIX: call.campaign.dial_prefix,
             contract.VAR_DIAL_SUFFIX: call.campaign.dial_suffix,
             contract.VAR_OPERATOR_CONFIRM: "1" if settings.operator_confirm else "0",
             contract.VAR_CLIENT_RING: str(settings.client_ring_seconds),
             contract.VAR_CLIENT_CONFIRM: "1" if settings.client_confirm else "0",
+            contract.VAR_CONFIRM_TIMEOUT: str(settings.operator_confirm_timeout_seconds),
+            contract.VAR_LANGUAGE: settings.language,
+            contract.VAR_ANNOUNCE_NUMBER: settings.announce_number,
         }
-        variables[contract.VAR_CONFIRM_TIMEOUT] = str(settings.operator_confirm_timeout_seconds)
-        if settings.announce:
-            variables[contract.VAR_ANNOUNCE] = settings.announce
-        if settings.client_prompt:
-            variables[contract.VAR_CLIENT_PROMPT] = settings.client_prompt
+        # Empty values reach the dialplan as "clear the caller id": never the client's own.
+        variables[contract.VAR_CLIENT_CALLERID] = presented.number if presented else ""
+        variables[contract.VAR_CLIENT_CALLERNAME] = presented.name if presented else ""
+        for variable, sound in (
+            (contract.VAR_ANNOUNCE, settings.announce),
+            (contract.VAR_OPERATOR_PROMPT, settings.operator_prompt),
+            (contract.VAR_CLIENT_PROMPT, settings.client_prompt),
+        ):
+            if sound:
+                variables[variable] = sound
+        # The operator's phone shows the client and the queue (caller id and, set by
+        # Originate too, connected line), so nobody has to listen to the digits.
+        display = operator_display_name(call.campaign.queue)
         return {
             "Action": "Originate",
             "Channel": call.operator or "",
@@ -529,7 +548,7 @@ class Dialer:
             "Exten": "s",
             "Priority": "1",
             "Timeout": str(settings.operator_ring_seconds * 1000),
-            "CallerID": f'"Callback" <{digits}>',
+            "CallerID": f'"{display}" <{number}>',
             "ChannelId": channel_id,
             "OtherChannelId": f"{channel_id};2",
             "Async": "true",
