@@ -842,7 +842,7 @@ class CampaignSms(_Model):
     when: SmsWhen = Field(
         default="abandon",
         description="abandon: when the request is made from an abandon; final_failure: after "
-        "the last failed attempt; both.",
+        "the last failed attempt, or when the request expired uncalled; both.",
     )
 
     @field_validator("template")

@@ -49,7 +49,15 @@ from callbackd.domain.outcome import (
     outcome_of_originate_failure,
     outcome_of_report,
 )
-from callbackd.domain.retry import Completed, Failed, RequestFacts, Retry, after_attempt
+from callbackd.domain.retry import (
+    PAST_EXPIRY,
+    Completed,
+    Expired,
+    Failed,
+    RequestFacts,
+    Retry,
+    after_attempt,
+)
 from callbackd.domain.window import is_open
 from callbackd.services.capture import DATABASE_DOWN, ClaimOffer
 from callbackd.settings import Campaign
@@ -156,6 +164,7 @@ class Dialer:
         self._calls: dict[uuid.UUID, _Call] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._claiming = True
+        self._next_expiry_sweep = 0.0
         self._queries = load_queries("dialer")
         self._mode_queries = load_queries("modes")
         self.stats = DialerStats()
@@ -231,6 +240,7 @@ class Dialer:
                 self._wake.clear()
                 if self._claiming:
                     try:
+                        await self._expire_stale_requests()
                         await self._release_due_callbacks()
                     except DATABASE_DOWN as err:
                         self._log.error("database unavailable; dialer waiting", error=str(err))
@@ -268,6 +278,30 @@ class Dialer:
                 request_id=call.attempt.request_id,
             )
         return len(left)
+
+    async def _expire_stale_requests(self) -> None:
+        """Close the pending requests of this dialer's campaigns that outlived their expiry
+        (the claims skip them already), at most once per poll interval: whether an operator
+        is free or not, and whatever the calling window, the request gets status expired
+        and its webhook."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_expiry_sweep or not self._campaigns:
+            return
+        self._next_expiry_sweep = now + self._poll_interval
+        rows = await self._pool.fetch(
+            self._queries["expire_requests"], [c.id for c in self._campaigns]
+        )
+        for row in rows:
+            campaign = self._by_id.get(row["campaign_id"])
+            self._log.info(
+                "callback request expired",
+                request_id=row["id"],
+                status=str(RequestStatus.EXPIRED),
+                reason=PAST_EXPIRY,
+                campaign=campaign.name if campaign else None,
+                number=row["number"],
+                created_at=row["created_at"].isoformat(),
+            )
 
     async def _release_due_callbacks(self) -> None:
         now = self._clock()
@@ -733,11 +767,12 @@ class Dialer:
                     "client called in while a callback was in flight",
                     counts,
                 )
-            elif isinstance(decision, Failed):
+            elif isinstance(decision, Failed | Expired):
+                expired = isinstance(decision, Expired)
                 row = await conn.fetchrow(
                     q["close_request"],
                     request.id,
-                    RequestStatus.FAILED,
+                    RequestStatus.EXPIRED if expired else RequestStatus.FAILED,
                     decision.reason,
                     int(decision.counts_client_attempt),
                 )
@@ -765,6 +800,7 @@ class Dialer:
             RequestStatus.PENDING: "callback request rescheduled",
             RequestStatus.COMPLETED: "callback request completed",
             RequestStatus.FAILED: "callback request failed",
+            RequestStatus.EXPIRED: "callback request expired",
             RequestStatus.RESOLVED_INBOUND: "callback request resolved by inbound call",
         }.get(updated.status, "callback request updated")
         level = (
