@@ -144,7 +144,12 @@ class Dialer:
         self._pool = pool
         self._links = links
         self._boards = boards
-        self._campaigns = [c for c in campaigns if c.settings.mode in self.MODES]
+        # Highest campaign priority first (ties in configuration order): every pass offers
+        # a free operator shared by several campaigns' queues to the highest one first.
+        self._campaigns = sorted(
+            (c for c in campaigns if c.settings.mode in self.MODES),
+            key=lambda c: -c.settings.priority,
+        )
         self._by_id = {c.id: c for c in self._campaigns}
         self.instance = instance
         self._poll_interval = poll_interval
@@ -358,10 +363,27 @@ class Dialer:
         free = self._free_operators(campaign, board, now)
         if release_slots(len(free), board.callers_waiting(campaign.queue)) <= 0:
             return None
-        operator = free[0]
+        # An operator a higher-priority campaign shares is left to the loop, which offers
+        # it to that campaign's due callbacks first.
+        higher = self._devices_of_higher_campaigns(campaign, board)
+        devices = {m.interface: m.device for m in board.members(campaign.queue)}
+        operator = next((i for i in free if devices.get(i, i) not in higher), None)
+        if operator is None:
+            return None
         ring = campaign.settings.operator_ring_seconds
         board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
         return self._new_offer(campaign, operator)
+
+    def _devices_of_higher_campaigns(
+        self, campaign: DialerCampaign, board: OperatorBoard
+    ) -> set[str]:
+        """The phones of the members of this PBX's campaigns that rank above *campaign*."""
+        return {
+            member.device
+            for other in self._campaigns
+            if other.pbx == campaign.pbx and other.settings.priority > campaign.settings.priority
+            for member in board.members(other.queue)
+        }
 
     async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
         """Settle an offer with what capture's statement returned (None: it did not run)."""
