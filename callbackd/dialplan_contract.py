@@ -513,6 +513,9 @@ INTERFACE_CHARACTERS: Final = (
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/@:.+-"
 )
 """The only characters a sticky member or VIP target may hold (no ``&`` or ``,``)."""
+MAX_INTERFACE_LENGTH: Final = 80
+"""Longest sticky member the dialplan accepts (and any operator interface callbackd takes:
+callbackd.domain.operators.is_queue_member_interface)."""
 VAR_REQUEST_STATUS: Final = "CALLBACKD_REQUEST_STATUS"
 """request: ``stored`` (the request is in the database, the caller heard the confirmation);
 anything else (``none`` by default, ``no_number``, ``no_campaign``) sends the caller back to

@@ -256,6 +256,15 @@ def test_inbound_defaults_cover_every_variable_the_route_sets():
     assert "Set(QUEUE_PRIO=${CALLBACKD_PRIORITY})" in code
 
 
+def test_the_sticky_member_check_is_the_operator_interface_rule():
+    code = _context(dialplan_contract.INBOUND_CONTEXT)
+    member = dialplan_contract.VAR_STICKY_MEMBER
+    limit = f"${{LEN(${{{member}}})}} > {dialplan_contract.MAX_INTERFACE_LENGTH} |"
+    assert limit in code
+    assert f"REPLACE({member},{dialplan_contract.INTERFACE_CHARACTERS})" in code
+    assert f"REPLACE({member},/)" in code  # at least one "/"
+
+
 def test_queue_exit_key_leads_to_the_request_ivr():
     code = _context(dialplan_contract.QUEUE_EXIT_CONTEXT)
     exit_key = dialplan_contract.QUEUE_EXIT_KEY

@@ -86,7 +86,7 @@ class AsteriskPresence:
         self._call = call
 
     async def available(self, queue: str, interface: str) -> bool:
-        if not _QUEUE.match(queue) or not safe_interface(interface):
+        if not _QUEUE.fullmatch(queue) or not safe_interface(interface):
             return False
         penalty = await self._call.evaluate(f"${{QUEUE_MEMBER({queue},penalty,{interface})}}")
         if penalty is None or not penalty.lstrip("-").isdigit() or int(penalty) < 0:
@@ -159,7 +159,7 @@ def build_routes(deps: RouteDeps) -> dict[str, Route]:
 async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     """Look the caller up; set the inbound variables (the dialplan set safe defaults)."""
     queue = call.argument(2)
-    if not _QUEUE.match(queue):
+    if not _QUEUE.fullmatch(queue):
         raise ValueError(f"inbound: bad queue argument {queue[:40]!r}")
     async with deps.database.connection() as conn:
         decision = await deps.inbound.decide(conn, call.caller_number, queue, deps.presence(call))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from callbackd.domain.operators import DeviceState, MemberState
+from callbackd.domain.operators import DeviceState, MemberState, is_queue_member_interface
 
 __all__ = [
     "CallerFacts",
@@ -26,8 +26,7 @@ MAX_PRIORITY = 999
 VIP_PRIORITY = MAX_PRIORITY
 """Queue priority of a caller marked skip_queue: ahead of everybody."""
 
-_INTERFACE = re.compile(r"^[A-Za-z0-9_]{1,16}/[A-Za-z0-9_@.:+-]{1,80}$")
-_CATEGORY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_CATEGORY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NOT_TAKING_CALLS = frozenset(
     {
         DeviceState.INVALID,
@@ -60,12 +59,13 @@ class InboundDecision:
 
 
 def safe_interface(value: str | None) -> str:
-    """A queue-member interface fit for Dial(), or "" (no ``&``, ``,`` or spaces)."""
-    return value if value and _INTERFACE.match(value) else ""
+    """A queue-member interface fit for Dial() (the one rule of
+    :func:`~callbackd.domain.operators.is_queue_member_interface`), or ""."""
+    return value if value and is_queue_member_interface(value) else ""
 
 
 def safe_category(value: str | None) -> str:
-    return value if value and _CATEGORY.match(value) else ""
+    return value if value and _CATEGORY.fullmatch(value) else ""
 
 
 def sticky_available(member: MemberState | None) -> bool:
