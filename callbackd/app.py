@@ -216,6 +216,7 @@ class Application:
                 # capture judges a waiting caller's number before they might give up
                 "QueueCallerJoin": in_order(queue_handler, capture_handler),
                 "AgentConnect": capture_handler,
+                f"userevent:{contract.INBOUND_CONNECTED_EVENT}": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
                 f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,

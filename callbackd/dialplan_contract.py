@@ -486,6 +486,15 @@ INBOUND_CONTEXT: Final = "callbackd-inbound"
 """``Gosub(callbackd-inbound,s,1(<queue>[,<Queue() options>]))``: instead of
 :data:`QUEUE_CONTEXT` for callers who should be looked up first (sticky operator, VIP,
 priority), then queued."""
+INBOUND_CONNECTED_CONTEXT: Final = "callbackd-inbound-connected"
+"""Gosub (Dial option U()) on the operator's channel once :data:`INBOUND_CONTEXT`'s sticky
+operator or VIP target answered: sends :data:`INBOUND_CONNECTED_EVENT`."""
+INBOUND_CONNECTED_EVENT: Final = "CallbackdInboundConnected"
+"""The caller of :data:`INBOUND_CONTEXT` got through to an operator by a direct Dial (no
+queue, so no AgentConnect); headers :data:`INBOUND_CONNECTED_HEADERS`: the checked queue
+(:data:`VAR_QUEUE`, may be empty), the caller's number (:data:`VAR_CALLER`, may be empty) and
+the interface dialled."""
+INBOUND_CONNECTED_HEADERS: Final = ("Queue", "Number", "Interface")
 REQUEST_CONTEXT: Final = "callbackd-request"
 """``Goto(callbackd-request,s,1)`` (or the queue's exit key): the callback-request IVR for the
 caller's queue (:data:`VAR_QUEUE`); returns the caller to the queue when nothing was stored."""
@@ -545,7 +554,9 @@ AGI_VARIABLES: Final = frozenset(
         *INBOUND_VARIABLES,
     }
 )
-AGI_CONTEXTS: Final = frozenset({INBOUND_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CONTEXT})
+AGI_CONTEXTS: Final = frozenset(
+    {INBOUND_CONTEXT, INBOUND_CONNECTED_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CONTEXT}
+)
 
 CONTEXTS: Final = (
     frozenset(
@@ -556,7 +567,9 @@ CONTEXTS: Final = (
 )
 """Every context the shipped dialplan defines."""
 
-EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT}) | MODE_EVENTS
+EVENTS: Final = (
+    frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT, INBOUND_CONNECTED_EVENT}) | MODE_EVENTS
+)
 """Every UserEvent the shipped dialplan sends."""
 
 VARIABLES: Final = (
