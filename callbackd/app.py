@@ -36,6 +36,7 @@ from callbackd.http.server import ApiServer
 from callbackd.services.caller_pays import CallerPaysCapture
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.categories import sync_categories
 from callbackd.services.client_first import ClientFirstDialer
 from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
@@ -416,7 +417,9 @@ class Application:
         return True
 
     async def _sync_campaigns(self) -> dict[tuple[str, str], Any]:
+        """Campaign rows and customer-category rules follow the configuration."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await sync_categories(conn, self.settings.categories)
             return await sync_campaigns(conn, self.settings.campaigns)
 
     async def _close_pool(self) -> None:

@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "caller_pays_calls",
     "operator_reminders",
     "reminder_calls",
+    "customer_categories",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {

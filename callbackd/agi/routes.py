@@ -167,7 +167,7 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     await call.set_variables(
         {
             contract.VAR_STICKY_MEMBER: decision.sticky_member,
-            contract.VAR_STICKY_RING: deps.agi.sticky_ring_seconds,
+            contract.VAR_STICKY_RING: decision.sticky_ring_seconds or deps.agi.sticky_ring_seconds,
             contract.VAR_CATEGORY: decision.category,
             contract.VAR_PRIORITY: decision.priority,
             contract.VAR_SKIP_QUEUE: int(decision.skip_queue),

@@ -47,6 +47,10 @@ class CallerFacts:
     last_operator: str | None = None
     """Queue-member interface of the last operator within the sticky horizon, if any."""
     pending: bool = False
+    category_priority: int | None = None
+    category_skip_queue: bool | None = None
+    category_sticky_ring_seconds: int | None = None
+    """The customer's category's rule ([categories.<name>]); None: the key is unset."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class InboundDecision:
     priority: int = 0
     skip_queue: bool = False
     pending: bool = False
+    sticky_ring_seconds: int | None = None
+    """The category's ring time for the sticky operator / VIP target; None: the default."""
 
 
 def safe_interface(value: str | None) -> str:
@@ -76,15 +82,21 @@ def sticky_available(member: MemberState | None) -> bool:
 
 
 def decide_inbound(facts: CallerFacts, *, sticky_ok: bool) -> InboundDecision:
-    """The variables for one caller; *sticky_ok* says the last operator can take the call."""
-    priority = min(max(facts.priority, 0), MAX_PRIORITY)
-    if facts.skip_queue:
-        priority = VIP_PRIORITY
+    """The variables for one caller; *sticky_ok* says the last operator can take the call.
+
+    The customer's category's rule fills in what the customer does not set: their own
+    priority wins unless it is 0, and skip_queue holds if the customer or the category says
+    so (a customer's own values are explicit only when they differ from the defaults).
+    """
+    own = facts.priority if facts.priority != 0 else (facts.category_priority or 0)
+    skip_queue = facts.skip_queue or bool(facts.category_skip_queue)
+    priority = VIP_PRIORITY if skip_queue else min(max(own, 0), MAX_PRIORITY)
     sticky = safe_interface(facts.last_operator) if sticky_ok else ""
     return InboundDecision(
         sticky_member=sticky,
         category=safe_category(facts.category),
         priority=priority,
-        skip_queue=facts.skip_queue,
+        skip_queue=skip_queue,
         pending=facts.pending,
+        sticky_ring_seconds=facts.category_sticky_ring_seconds,
     )

@@ -79,7 +79,7 @@ INSERT INTO callback_requests AS r (
 )
 VALUES (
     $1, $2::text, 'caller_pays',
-    $3 + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2::text), 0),
+    $3 + callbackd_customer_priority($2::text),
     $4, $4, $5, $6, $7, $8
 )
 ON CONFLICT (campaign_id, number) WHERE status IN ('pending', 'dialing') DO UPDATE SET
