@@ -1,12 +1,15 @@
 """The dialer: operator first, then the client, one call at a time per number and operator.
 
-Each loop, for every campaign whose calling window is open and whose PBX link is up, the
-dialer releases at most (free operators - live callers waiting) callbacks (rate-limited,
-so a backlog after an outage goes out gradually). For each it claims the best due request
-in ONE statement that also writes the attempt with the channel ids we chose, and only
-then sends the Originate. The attempt's outcome comes from the OriginateResponse and from
-the shipped dialplan's hangup handler (UserEvent CallbackdResult); the retry policy turns
-it into the request's next state.
+Each loop, for every campaign whose calling window is open and whose PBX link is up,
+highest campaign priority first (an operator several campaigns share goes to the highest
+one with a due callback), the dialer releases at most (free operators - live callers
+waiting) callbacks (rate-limited, so a backlog after an outage goes out gradually). For
+each it claims the best due request in ONE statement that also writes the attempt with
+the channel ids we chose, and only then sends the Originate. The attempt's outcome comes
+from the OriginateResponse and from the shipped dialplan's hangup handler (UserEvent
+CallbackdResult); the retry policy turns it into the request's next state. Requests past
+their campaign's expiry are never claimed; at most once per poll interval the loop closes
+them as expired, whatever the operators are doing.
 
 Crash safety: attempts live in Postgres with the id of the instance that owns them and a
 heartbeat. On start, an instance adopts its own in-flight attempts and those of instances
