@@ -416,7 +416,8 @@ VAR_CAMPAIGN: Final = "CALLBACKD_CAMPAIGN"
 """Set by the caller-pays routine: its checked first argument (1-64 of
 :data:`CAMPAIGN_NAME_CHARACTERS`), else empty."""
 VAR_CALLER: Final = "CALLBACKD_CALLER"
-"""Set by the caller-pays routine: the caller's number if it is 1-32 of
+"""Set by the caller-pays routine and by :data:`INBOUND_CONTEXT` (for
+:data:`INBOUND_CONNECTED_EVENT`): the caller's number if it is 1-32 of
 :data:`CALLER_CHARACTERS`, else empty."""
 VAR_REJECT_CAUSE: Final = "CALLBACKD_REJECT_CAUSE"
 """Set by the caller-pays routine: the hangup cause (its second argument, 1-3 digits)."""
