@@ -1,6 +1,6 @@
-"""Campaign priority orders which campaign's due callback a shared operator takes (the
-dialer's pass against the real PostgreSQL; the Originate goes to a fake link that records
-it and never answers)."""
+"""Campaign priority orders which campaign's due callback a shared operator takes: the
+dialer's pass against the real PostgreSQL (the Originate goes to a fake link that records
+it and never answers), the abandon fast lane, and end to end with the real Asterisk."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import pytest
 
 from callbackd.db.sql import load_queries
 from callbackd.domain.operators import DeviceState, MemberState, OperatorBoard
+from callbackd.lab.asterisk import LabAsterisk
+from callbackd.lab.daemon import lab_settings, running_daemon, wait_until
+from callbackd.lab.driver import LabDriver
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.dialer import Dialer, DialerCampaign
 from callbackd.settings import Campaign
 from tests.agi_lab import noon_zone
+from tests.test_dialer_e2e import attempts_of, campaign, fresh_number, wait_status
 
 OP1 = "Local/op1@lab-operators"
 OP2 = "Local/op2@lab-operators"
@@ -141,3 +145,65 @@ def test_the_abandon_fast_lane_still_takes_an_operator_of_its_own() -> None:
     offer = dialer.offer_operator(1)
     assert offer is not None
     assert offer.operator == OP2
+
+
+# --------------------------------------------------------------------------- end to end
+
+OP3 = "Local/op3@lab-operators"  # a member of lab-sales and lab-support
+
+
+async def _pause(driver: LabDriver, queue: str | None, interface: str, paused: bool) -> None:
+    action = {"Action": "QueuePause", "Interface": interface, "Paused": str(paused).lower()}
+    if queue is not None:
+        action["Queue"] = queue
+    reply = await driver.action(action)
+    assert reply.success, reply
+
+
+@pytest.mark.asterisk
+@pytest.mark.postgres
+async def test_a_shared_operator_calls_the_higher_campaigns_client_first_end_to_end(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    pbx.set_operator("default", "accept")
+    low_number, high_number = fresh_number(), fresh_number()
+    pbx.set_client(low_number, "answer", 3)
+    pbx.set_client(high_number, "answer", 3)
+    for queue, interface in (
+        ("lab-sales", "Local/op1@lab-operators"),
+        ("lab-sales", "Local/op2@lab-operators"),
+        ("lab-support", "Local/op4@lab-operators"),
+    ):
+        await _pause(ami_driver, queue, interface, True)
+    await _pause(ami_driver, None, OP3, True)
+    settings = lab_settings(
+        database,
+        pbx.ami_callbackd,
+        campaigns={  # the lower one first in the configuration
+            "sales": campaign(queue="lab-sales", priority=1),
+            "support": campaign(queue="lab-support", priority=50),
+        },
+    )
+    async with running_daemon(settings):
+
+        async def synced() -> bool:
+            return await db.fetchval("SELECT count(*) FROM campaigns") == 2
+
+        await wait_until(synced, timeout=30, what="both campaigns synced")
+        rows = await db.fetch(
+            "INSERT INTO callback_requests (campaign_id, number, source, first_joined_at) "
+            "SELECT c.id, v.number, 'abandon', now() FROM campaigns c "
+            "JOIN (VALUES ('sales', $1), ('support', $2)) AS v(name, number) ON v.name = c.name "
+            "RETURNING id, number",
+            f"+{low_number}",
+            f"+{high_number}",
+        )
+        ids = {row["number"]: row["id"] for row in rows}
+        await asyncio.sleep(1)  # both due, nobody free: nothing happens
+        await _pause(ami_driver, None, OP3, False)
+        await wait_status(db, ids[f"+{high_number}"], "completed", timeout=40)
+        await wait_status(db, ids[f"+{low_number}"], "completed", timeout=40)
+    [high] = await attempts_of(db, ids[f"+{high_number}"])
+    [low] = await attempts_of(db, ids[f"+{low_number}"])
+    assert high["operator_interface"] == low["operator_interface"] == OP3
+    assert high["created_at"] < low["created_at"]
