@@ -36,6 +36,7 @@ from callbackd.http.server import ApiServer
 from callbackd.services.caller_pays import CallerPaysCapture
 from callbackd.services.campaigns import sync_campaigns
 from callbackd.services.capture import DATABASE_DOWN, AbandonCapture
+from callbackd.services.categories import sync_categories
 from callbackd.services.client_first import ClientFirstDialer
 from callbackd.services.customers import CustomerService
 from callbackd.services.dialer import Dialer, DialerCampaign, default_instance_name
@@ -221,6 +222,7 @@ class Application:
                 # capture judges a waiting caller's number before they might give up
                 "QueueCallerJoin": in_order(queue_handler, capture_handler),
                 "AgentConnect": capture_handler,
+                f"userevent:{contract.INBOUND_CONNECTED_EVENT}": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,
                 f"userevent:{contract.RESULT_EVENT}": dialer.on_result_event,
@@ -425,7 +427,9 @@ class Application:
         return True
 
     async def _sync_campaigns(self) -> dict[tuple[str, str], Any]:
+        """Campaign rows and customer-category rules follow the configuration."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await sync_categories(conn, self.settings.categories)
             return await sync_campaigns(conn, self.settings.campaigns)
 
     async def _close_pool(self) -> None:

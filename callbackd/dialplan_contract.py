@@ -479,7 +479,8 @@ VAR_CAMPAIGN: Final = "CALLBACKD_CAMPAIGN"
 """Set by the caller-pays routine: its checked first argument (1-64 of
 :data:`CAMPAIGN_NAME_CHARACTERS`), else empty."""
 VAR_CALLER: Final = "CALLBACKD_CALLER"
-"""Set by the caller-pays routine: the caller's number if it is 1-32 of
+"""Set by the caller-pays routine and by :data:`INBOUND_CONTEXT` (for
+:data:`INBOUND_CONNECTED_EVENT`): the caller's number if it is 1-32 of
 :data:`CALLER_CHARACTERS`, else empty."""
 VAR_REJECT_CAUSE: Final = "CALLBACKD_REJECT_CAUSE"
 """Set by the caller-pays routine: the hangup cause (its second argument, 1-3 digits)."""
@@ -559,6 +560,15 @@ INBOUND_CONTEXT: Final = "callbackd-inbound"
 """``Gosub(callbackd-inbound,s,1(<queue>[,<Queue() options>]))``: instead of
 :data:`QUEUE_CONTEXT` for callers who should be looked up first (sticky operator, VIP,
 priority), then queued."""
+INBOUND_CONNECTED_CONTEXT: Final = "callbackd-inbound-connected"
+"""Gosub (Dial option U()) on the operator's channel once :data:`INBOUND_CONTEXT`'s sticky
+operator or VIP target answered: sends :data:`INBOUND_CONNECTED_EVENT`."""
+INBOUND_CONNECTED_EVENT: Final = "CallbackdInboundConnected"
+"""The caller of :data:`INBOUND_CONTEXT` got through to an operator by a direct Dial (no
+queue, so no AgentConnect); headers :data:`INBOUND_CONNECTED_HEADERS`: the checked queue
+(:data:`VAR_QUEUE`, may be empty), the caller's number (:data:`VAR_CALLER`, may be empty) and
+the interface dialled."""
+INBOUND_CONNECTED_HEADERS: Final = ("Queue", "Number", "Interface")
 REQUEST_CONTEXT: Final = "callbackd-request"
 """``Goto(callbackd-request,s,1)`` (or the queue's exit key): the callback-request IVR for the
 caller's queue (:data:`VAR_QUEUE`); returns the caller to the queue when nothing was stored."""
@@ -586,6 +596,9 @@ INTERFACE_CHARACTERS: Final = (
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/@:.+-"
 )
 """The only characters a sticky member or VIP target may hold (no ``&`` or ``,``)."""
+MAX_INTERFACE_LENGTH: Final = 80
+"""Longest sticky member the dialplan accepts (and any operator interface callbackd takes:
+callbackd.domain.operators.is_queue_member_interface)."""
 VAR_REQUEST_STATUS: Final = "CALLBACKD_REQUEST_STATUS"
 """request: ``stored`` (the request is in the database, the caller heard the confirmation);
 anything else (``none`` by default, ``no_number``, ``no_campaign``) sends the caller back to
@@ -615,7 +628,9 @@ AGI_VARIABLES: Final = frozenset(
         *INBOUND_VARIABLES,
     }
 )
-AGI_CONTEXTS: Final = frozenset({INBOUND_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CONTEXT})
+AGI_CONTEXTS: Final = frozenset(
+    {INBOUND_CONTEXT, INBOUND_CONNECTED_CONTEXT, REQUEST_CONTEXT, QUEUE_EXIT_CONTEXT}
+)
 
 CONTEXTS: Final = (
     frozenset(
@@ -633,7 +648,9 @@ CONTEXTS: Final = (
 )
 """Every context the shipped dialplan defines."""
 
-EVENTS: Final = frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT}) | MODE_EVENTS
+EVENTS: Final = (
+    frozenset({PROBE_EVENT, ATTEMPT_EVENT, RESULT_EVENT, INBOUND_CONNECTED_EVENT}) | MODE_EVENTS
+)
 """Every UserEvent the shipped dialplan sends."""
 
 VARIABLES: Final = (

@@ -89,6 +89,8 @@ _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # Lowercase only: environment variable names are matched case-insensitively and arrive
 # lower-cased, so CALLBACKD_CAMPAIGNS__SALES__... could never reach a campaign named "Sales".
 _CAMPAIGN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_CATEGORY_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+"""The categories the inbound route passes on (callbackd.domain.inbound.safe_category)."""
 _QUEUE_NAME = re.compile(r"^[^\s\[\]]{1,79}$")
 _E164_PREFIX = re.compile(r"^\+?[0-9]{1,15}$")
 
@@ -869,7 +871,7 @@ class CampaignSms(_Model):
     when: SmsWhen = Field(
         default="abandon",
         description="abandon: when the request is made from an abandon; final_failure: after "
-        "the last failed attempt; both.",
+        "the last failed attempt, or when the request expired uncalled; both.",
     )
 
     @field_validator("template")
@@ -1330,6 +1332,36 @@ class HttpSettings(_Model):
         return value
 
 
+# --------------------------------------------------------------------------- categories
+
+
+class CategoryRule(_Model):
+    """What a customer category (customers.category) means: set once per category instead
+    of on every number. Unset keys leave the customer's own value (or the default). A
+    customer's own non-default value wins over the category's: a priority other than 0,
+    skip_queue = true."""
+
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=999,
+        description="Priority of the category's customers when their own is 0: added to "
+        "their callback requests' priority and their QUEUE_PRIO when they call in.",
+    )
+    skip_queue: bool | None = Field(
+        default=None,
+        description="true: the category's customers ring the VIP target / sticky operator "
+        "first, then join the queue at the top (a customer's own skip_queue = true counts too).",
+    )
+    sticky_ring_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="Seconds the sticky operator (or VIP target) rings for the category's "
+        "callers; unset: agi.sticky_ring_seconds.",
+    )
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -1365,6 +1397,21 @@ class Settings(BaseSettings):
     campaigns: dict[str, Campaign] = Field(
         default_factory=dict, description="Queues whose abandoned callers are called back."
     )
+    categories: dict[str, CategoryRule] = Field(
+        default_factory=dict,
+        description="Per-category rules ([categories.<name>]) for customers of that category.",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _category_names(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
+        for name in value:
+            if not _CATEGORY_NAME.fullmatch(name):
+                raise _KeyedValueError(
+                    [name], "category names use 1-32 letters, digits, '-' or '_' (as customers' do)"
+                )
+        return value
+
     outbox: OutboxSettings = Field(
         default_factory=OutboxSettings, description="Webhook and SMS delivery retries."
     )

@@ -81,6 +81,7 @@ def test_user_events_match():
     [
         (dialplan_contract.ATTEMPT_EVENT, dialplan_contract.ATTEMPT_HEADERS),
         (dialplan_contract.RESULT_EVENT, dialplan_contract.RESULT_HEADERS),
+        (dialplan_contract.INBOUND_CONNECTED_EVENT, dialplan_contract.INBOUND_CONNECTED_HEADERS),
     ],
 )
 def test_event_headers_match(event: str, headers: tuple[str, ...]):
@@ -347,6 +348,36 @@ def test_inbound_defaults_cover_every_variable_the_route_sets():
     ):
         assert code.index(f"REPLACE({variable},") < first_dial, variable
     assert "Set(QUEUE_PRIO=${CALLBACKD_PRIORITY})" in code
+
+
+def test_every_direct_dial_of_the_lookup_reports_the_connection():
+    code = _context(dialplan_contract.INBOUND_CONTEXT)
+    dials = re.findall(r"Dial\((\$\{[A-Z_]+\}),[^\n]*\)$", code, re.MULTILINE)
+    assert dials == ["${CALLBACKD_VIP_TARGET}", "${CALLBACKD_STICKY_MEMBER}"]
+    for target in dials:
+        gosub = (
+            f"U({dialplan_contract.INBOUND_CONNECTED_CONTEXT}^${{{dialplan_contract.VAR_QUEUE}}}"
+        )
+        gosub += f"^${{{dialplan_contract.VAR_CALLER}}}^{target})"
+        assert gosub in code
+    # Both values are counted before the first Dial uses them.
+    first_dial = code.index("Dial(")
+    for variable in (dialplan_contract.VAR_QUEUE, dialplan_contract.VAR_CALLER):
+        assert code.index(f"REPLACE({variable},") < first_dial, variable
+    connected = _lines(_context(dialplan_contract.INBOUND_CONNECTED_CONTEXT))
+    assert connected[0].startswith(
+        f"exten => s,1,UserEvent({dialplan_contract.INBOUND_CONNECTED_EVENT},"
+    )
+    assert connected[-1] == "same => n,Return()"
+
+
+def test_the_sticky_member_check_is_the_operator_interface_rule():
+    code = _context(dialplan_contract.INBOUND_CONTEXT)
+    member = dialplan_contract.VAR_STICKY_MEMBER
+    limit = f"${{LEN(${{{member}}})}} > {dialplan_contract.MAX_INTERFACE_LENGTH} |"
+    assert limit in code
+    assert f"REPLACE({member},{dialplan_contract.INTERFACE_CHARACTERS})" in code
+    assert f"REPLACE({member},/)" in code  # at least one "/"
 
 
 def test_queue_exit_key_leads_to_the_request_ivr():

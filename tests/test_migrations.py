@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from callbackd.db.migrations import (
     discover,
 )
 from callbackd.db.pool import connect
+from callbackd.db.sql import load_queries
 from tests.fixtures_postgres import claim_for_operator
 
 pytestmark = pytest.mark.postgres
@@ -37,6 +39,7 @@ EXPECTED_TABLES = {
     "caller_pays_calls",
     "operator_reminders",
     "reminder_calls",
+    "customer_categories",
 }
 
 MODEL_TABLES: dict[type[models.Row], str] = {
@@ -410,6 +413,44 @@ async def test_a_session_open_across_the_lighter_writes_migration_keeps_working(
         for earlier, later in zip(old, new, strict=True):
             assert set(earlier["payload"]) == set(later["payload"])
             assert later["payload"]["event"] == later["topic"]
+    finally:
+        await session.close()
+        await migrator.close()
+
+
+async def test_a_daemon_session_open_across_the_expiry_and_category_migrations_keeps_working(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """0018 replaces the claim and 0019 the capture function (same signatures) and add what
+    they read; a running daemon's session, with both compiled, goes on working after them,
+    and an old daemon (which never syncs the new columns) expires nothing."""
+    before = _migrations_before(18, tmp_path)
+    session = await connect(empty_database)
+    migrator = await connect(empty_database)
+    capture = load_queries("capture")["capture_abandon"]
+    now = datetime.now(UTC)
+
+    async def abandon(number: str, uniqueid: str) -> None:
+        stored = await session.fetchrow(
+            capture, "pbx", uniqueid, "sales", campaign_id, number, 0,
+            now, now, now, None, None, None, None, None,
+        )  # fmt: skip
+        assert stored is not None
+
+    try:
+        await apply_migrations(session, discover(before))
+        campaign_id = await _campaign(session)
+        await abandon("+79161234567", "1.1")
+        await _call_once(session, campaign_id, "+79161234568")
+        report = await apply_migrations(migrator, discover(default_migrations_dir()))
+        assert [m.version for m in report.applied] == [18, 19]
+        await abandon("+79161234569", "1.2")
+        await session.execute(
+            "UPDATE callback_requests SET created_at = now() - interval '400 days'"
+        )
+        expire = load_queries("dialer")["expire_requests"]
+        assert await session.fetch(expire, [campaign_id]) == []  # expiry never synced
+        await _call_once(session, campaign_id, "+79161234570")
     finally:
         await session.close()
         await migrator.close()

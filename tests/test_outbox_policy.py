@@ -89,6 +89,7 @@ def test_topic_filters(patterns: tuple[str, ...], topic: str, expected: bool) ->
         ("abandon", "callback.created", "api", False),  # the caller did not give up
         ("abandon", "callback.failed", "abandon", False),
         ("final_failure", "callback.failed", "abandon", True),
+        ("final_failure", "callback.expired", "abandon", True),  # never called back either
         ("final_failure", "callback.created", "abandon", False),
         ("both", "callback.created", "abandon", True),
         ("both", "callback.failed", "ivr", True),

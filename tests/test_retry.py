@@ -15,9 +15,12 @@ from callbackd.domain.retry import (
     CLIENT_OUTCOMES,
     OPERATOR_OUTCOMES,
     ORIGINATE_RETRY_DELAY,
+    PAST_EXPIRY,
+    RETRY_PAST_EXPIRY,
     UNKNOWN_MIN_DELAY,
     Completed,
     Decision,
+    Expired,
     Failed,
     RequestFacts,
     Retry,
@@ -226,9 +229,9 @@ def test_daily_cap_with_a_delay_beyond_the_next_day() -> None:
 
 
 @pytest.mark.parametrize("outcome", sorted(set(Out) - {Out.COMPLETED}))
-def test_a_request_past_expiry_fails_whatever_the_outcome(outcome: AttemptOutcome) -> None:
+def test_a_request_past_expiry_expires_whatever_the_outcome(outcome: AttemptOutcome) -> None:
     decision = decide(outcome, created_at=NOW - timedelta(days=3, seconds=1))
-    assert decision == Failed("expired", counts_client_attempt=outcome in CLIENT_OUTCOMES)
+    assert decision == Expired(PAST_EXPIRY, counts_client_attempt=outcome in CLIENT_OUTCOMES)
 
 
 def test_expiry_exactly_now_is_still_alive() -> None:
@@ -239,7 +242,7 @@ def test_expiry_exactly_now_is_still_alive() -> None:
 
 def test_a_retry_after_expiry_fails_as_expired() -> None:
     decision = decide(Out.NO_ANSWER, created_at=NOW - timedelta(days=3) + timedelta(seconds=299))
-    assert decision == Failed("expired", counts_client_attempt=True)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=True)
 
 
 def test_a_retry_exactly_at_expiry_is_allowed() -> None:
@@ -251,13 +254,13 @@ def test_closed_hours_pushing_past_expiry_fail_as_expired() -> None:
     evening = datetime(2024, 6, 7, 20, 58, tzinfo=UTC)  # Friday
     created = evening - timedelta(days=2)  # expires Sunday 20:58
     decision = decide(Out.BUSY, window=OFFICE, now=evening, created_at=created)
-    assert decision == Failed("expired", counts_client_attempt=True)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=True)
 
 
 def test_huge_backoff_expires_instead_of_overflowing() -> None:
     policy = POLICY.model_copy(update={"max_attempts": 100, "backoff_factor": 10.0})
     decision = decide(Out.BUSY, policy=policy, client_attempts=98)
-    assert decision == Failed("expired", counts_client_attempt=True)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=True)
 
 
 def test_daily_cap_past_expiry_fails_as_expired() -> None:
@@ -266,7 +269,7 @@ def test_daily_cap_past_expiry_fails_as_expired() -> None:
         attempts_today_for_number=6,
         created_at=NOW - timedelta(days=3) + timedelta(hours=1),
     )
-    assert decision == Failed("expired", counts_client_attempt=True)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=True)
 
 
 # --------------------------------------------------------------------------- operator side
@@ -307,7 +310,7 @@ def test_operators_declining_near_expiry_fails_as_expired() -> None:
         operator_declines=2,
         created_at=NOW - timedelta(days=3) + timedelta(seconds=60),
     )
-    assert decision == Failed("expired", counts_client_attempt=False)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=False)
 
 
 def test_operator_side_retry_after_closing_waits_for_the_opening() -> None:
@@ -345,7 +348,7 @@ def test_failed_originate_at_closing_time_waits_for_the_opening() -> None:
 
 def test_failed_originate_just_before_expiry_fails_as_expired() -> None:
     decision = decide(Out.FAILED, created_at=NOW - timedelta(days=3) + timedelta(seconds=5))
-    assert decision == Failed("expired", counts_client_attempt=False)
+    assert decision == Expired(RETRY_PAST_EXPIRY, counts_client_attempt=False)
 
 
 # --------------------------------------------------------------------------- odd inputs
@@ -480,18 +483,19 @@ def test_every_decision_is_sound(
             assert request.client_attempts + 1 < policy.max_attempts
         if outcome is Out.UNKNOWN:
             assert decision.due_at >= now + UNKNOWN_MIN_DELAY
+    elif isinstance(decision, Expired):
+        assert decision.counts_client_attempt is client_side
+        assert decision.reason in (PAST_EXPIRY, RETRY_PAST_EXPIRY)
     else:
         assert isinstance(decision, Failed)
         assert decision.counts_client_attempt is client_side
-        if decision.reason == "max_attempts":
-            assert client_side
-            assert request.client_attempts + 1 >= policy.max_attempts
-        else:
-            assert decision.reason == "expired"
+        assert decision.reason == "max_attempts"
+        assert client_side
+        assert request.client_attempts + 1 >= policy.max_attempts
     if client_side and now <= expires_at and request.client_attempts + 1 >= policy.max_attempts:
         assert decision == Failed("max_attempts", counts_client_attempt=True)
     if now > expires_at:
-        assert decision == Failed("expired", counts_client_attempt=client_side)
+        assert decision == Expired(PAST_EXPIRY, counts_client_attempt=client_side)
 
 
 @given(
@@ -518,16 +522,16 @@ def test_delays_never_shrink_with_more_attempts(
     second = after_attempt(
         outcome, replace(request, client_attempts=attempts + 1), policy, ALWAYS, now=now
     )
-    if isinstance(first, Failed):  # only "expired" (past the end of the calendar) is possible
-        assert first.reason == "expired"
+    if isinstance(first, Expired):  # only past the end of the calendar
+        assert first.reason == RETRY_PAST_EXPIRY
         assert second == first or second == Failed("max_attempts", counts_client_attempt=True)
         return
     assert isinstance(first, Retry)
     if isinstance(second, Retry):
         assert second.due_at >= first.due_at
     else:
-        assert isinstance(second, Failed)
-        assert second.reason in {"expired", "max_attempts"}
+        assert isinstance(second, Failed | Expired)
+        assert second.reason in {RETRY_PAST_EXPIRY, "max_attempts"}
 
 
 @given(outcomes, policies(), calling_windows(), nows, st.integers(0, 10))

@@ -16,6 +16,7 @@ from callbackd.settings import (
     CallingWindow,
     Campaign,
     CampaignSms,
+    CategoryRule,
     ConfigError,
     DatabaseSettings,
     HttpSettings,
@@ -188,6 +189,7 @@ def test_example_file_loads() -> None:
         CampaignSms,
         HttpSettings,
         HttpToken,
+        CategoryRule,
     ],
 )
 def test_example_file_shows_every_key(model: type[BaseModel]) -> None:
@@ -427,3 +429,46 @@ def test_outbox_retention_must_be_whole_days(tmp_path: Path, value: str, reason:
     err = config_error(write(tmp_path, f"[outbox]\nretention_days = {value}\n"))
     assert err.key == "outbox.retention_days"
     assert reason in err.reason
+
+
+# ----------------------------------------------------------------- customer categories
+
+
+def test_categories_are_optional_rules_per_category(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL
+        + """
+[categories.vip]
+priority = 50
+skip_queue = true
+sticky_ring_seconds = 25
+
+[categories.gold]
+priority = 10
+""",
+    )
+    settings = load_settings(path, env={})
+    assert settings.categories["vip"] == CategoryRule(
+        priority=50, skip_queue=True, sticky_ring_seconds=25
+    )
+    gold = settings.categories["gold"]
+    assert (gold.priority, gold.skip_queue, gold.sticky_ring_seconds) == (10, None, None)
+    assert load_settings(write(tmp_path, MINIMAL, "bare.toml"), env={}).categories == {}
+    example = load_settings(REPO_ROOT / "callbackd.example.toml", env={})
+    assert example.categories["vip"].skip_queue is True
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "reason"),
+    [
+        ("[categories.vip]\npriority = 1000", "categories.vip.priority", "999"),
+        ("[categories.vip]\nsticky_ring_seconds = 0", "categories.vip.sticky_ring_seconds", "1"),
+        ("[categories.vip]\nqueue = 'x'", "categories.vip.queue", "unknown setting"),
+        ('[categories."v i p"]\npriority = 1', "categories.v i p", "category names"),
+    ],
+)
+def test_category_rules_are_checked(tmp_path: Path, table: str, key: str, reason: str) -> None:
+    err = config_error(write(tmp_path, MINIMAL + "\n" + table + "\n"))
+    assert err.key == key
+    assert reason.lower() in err.reason.lower()

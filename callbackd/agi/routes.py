@@ -94,7 +94,7 @@ class AsteriskPresence:
         self._call = call
 
     async def available(self, queue: str, interface: str) -> bool:
-        if not _QUEUE.match(queue) or not safe_interface(interface):
+        if not _QUEUE.fullmatch(queue) or not safe_interface(interface):
             return False
         penalty = await self._call.evaluate(f"${{QUEUE_MEMBER({queue},penalty,{interface})}}")
         if penalty is None or not penalty.lstrip("-").isdigit() or int(penalty) < 0:
@@ -167,7 +167,7 @@ def build_routes(deps: RouteDeps) -> dict[str, Route]:
 async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     """Look the caller up; set the inbound variables (the dialplan set safe defaults)."""
     queue = call.argument(2)
-    if not _QUEUE.match(queue):
+    if not _QUEUE.fullmatch(queue):
         raise ValueError(f"inbound: bad queue argument {queue[:40]!r}")
     found = deps.campaigns.get(queue)
     if found is not None:
@@ -179,7 +179,7 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     await call.set_variables(
         {
             contract.VAR_STICKY_MEMBER: decision.sticky_member,
-            contract.VAR_STICKY_RING: deps.agi.sticky_ring_seconds,
+            contract.VAR_STICKY_RING: decision.sticky_ring_seconds or deps.agi.sticky_ring_seconds,
             contract.VAR_CATEGORY: decision.category,
             contract.VAR_PRIORITY: decision.priority,
             contract.VAR_SKIP_QUEUE: int(decision.skip_queue),

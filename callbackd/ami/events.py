@@ -71,3 +71,24 @@ def agent_connect_from_ami(
         member_interface=interface,
         connected_at=received_at,
     )
+
+
+def inbound_connect_from_ami(
+    pbx: str, message: Message, *, received_at: datetime
+) -> AgentConnected | None:
+    """UserEvent CallbackdInboundConnected (dialplan_contract.INBOUND_CONNECTED_EVENT): the
+    shipped callbackd-inbound's sticky operator or VIP target answered the caller. The
+    event comes from the operator's channel; the call is named by its Linkedid (the
+    caller's call), so the same connection seen twice is one interaction."""
+    number, interface = _text(message, "number"), _text(message, "interface")
+    call = _text(message, "linkedid") or _text(message, "uniqueid")
+    if number is None or interface is None or call is None:
+        return None
+    return AgentConnected(
+        pbx=pbx,
+        queue=_text(message, "queue") or "",
+        uniqueid=call,
+        caller_number=number,
+        member_interface=interface,
+        connected_at=received_at,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Self
 
@@ -76,6 +77,8 @@ class CampaignRow(Row):
     mode: str
     created_at: datetime
     updated_at: datetime
+    expiry_seconds: Decimal | None = None
+    """The campaign's retry.expiry_seconds as last synced (migration 0018); None: never."""
 
 
 class CallbackRequest(Row):

@@ -32,7 +32,10 @@ class QueueAbandon:
 
 @dataclass(frozen=True)
 class AgentConnected:
-    """A queue member picked up a caller: the caller got through by themselves."""
+    """The caller got through by themselves: a queue member picked them up (AgentConnect),
+    or callbackd-inbound's sticky operator or VIP target answered them (a direct Dial,
+    UserEvent CallbackdInboundConnected; ``queue`` is the queue they were headed for, "" if
+    unknown)."""
 
     pbx: str
     queue: str

@@ -90,10 +90,11 @@ def sms_due(when: SmsWhen, topic: str, payload: Mapping[str, object]) -> bool:
     """Whether a campaign whose SMS policy is *when* texts the caller for this event.
 
     ``abandon``: a request created from a queue abandon (not one made by the API or the
-    IVR, whose callers did not give up). ``final_failure``: the request failed for good.
+    IVR, whose callers did not give up). ``final_failure``: the request ended without the
+    caller being called back: failed for good, or expired.
     """
     on_abandon = topic == "callback.created" and payload.get("source") == "abandon"
-    on_failure = topic == "callback.failed"
+    on_failure = topic in ("callback.failed", "callback.expired")
     if when == "abandon":
         return on_abandon
     if when == "final_failure":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from callbackd.domain.operators import DeviceState, MemberState
+from callbackd.domain.operators import DeviceState, MemberState, is_queue_member_interface
 
 __all__ = [
     "CallerFacts",
@@ -26,8 +26,7 @@ MAX_PRIORITY = 999
 VIP_PRIORITY = MAX_PRIORITY
 """Queue priority of a caller marked skip_queue: ahead of everybody."""
 
-_INTERFACE = re.compile(r"^[A-Za-z0-9_]{1,16}/[A-Za-z0-9_@.:+-]{1,80}$")
-_CATEGORY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_CATEGORY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NOT_TAKING_CALLS = frozenset(
     {
         DeviceState.INVALID,
@@ -48,6 +47,10 @@ class CallerFacts:
     last_operator: str | None = None
     """Queue-member interface of the last operator within the sticky horizon, if any."""
     pending: bool = False
+    category_priority: int | None = None
+    category_skip_queue: bool | None = None
+    category_sticky_ring_seconds: int | None = None
+    """The customer's category's rule ([categories.<name>]); None: the key is unset."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,18 @@ class InboundDecision:
     priority: int = 0
     skip_queue: bool = False
     pending: bool = False
+    sticky_ring_seconds: int | None = None
+    """The category's ring time for the sticky operator / VIP target; None: the default."""
 
 
 def safe_interface(value: str | None) -> str:
-    """A queue-member interface fit for Dial(), or "" (no ``&``, ``,`` or spaces)."""
-    return value if value and _INTERFACE.match(value) else ""
+    """A queue-member interface fit for Dial() (the one rule of
+    :func:`~callbackd.domain.operators.is_queue_member_interface`), or ""."""
+    return value if value and is_queue_member_interface(value) else ""
 
 
 def safe_category(value: str | None) -> str:
-    return value if value and _CATEGORY.match(value) else ""
+    return value if value and _CATEGORY.fullmatch(value) else ""
 
 
 def sticky_available(member: MemberState | None) -> bool:
@@ -76,15 +82,21 @@ def sticky_available(member: MemberState | None) -> bool:
 
 
 def decide_inbound(facts: CallerFacts, *, sticky_ok: bool) -> InboundDecision:
-    """The variables for one caller; *sticky_ok* says the last operator can take the call."""
-    priority = min(max(facts.priority, 0), MAX_PRIORITY)
-    if facts.skip_queue:
-        priority = VIP_PRIORITY
+    """The variables for one caller; *sticky_ok* says the last operator can take the call.
+
+    The customer's category's rule fills in what the customer does not set: their own
+    priority wins unless it is 0, and skip_queue holds if the customer or the category says
+    so (a customer's own values are explicit only when they differ from the defaults).
+    """
+    own = facts.priority if facts.priority != 0 else (facts.category_priority or 0)
+    skip_queue = facts.skip_queue or bool(facts.category_skip_queue)
+    priority = VIP_PRIORITY if skip_queue else min(max(own, 0), MAX_PRIORITY)
     sticky = safe_interface(facts.last_operator) if sticky_ok else ""
     return InboundDecision(
         sticky_member=sticky,
         category=safe_category(facts.category),
         priority=priority,
-        skip_queue=facts.skip_queue,
+        skip_queue=skip_queue,
         pending=facts.pending,
+        sticky_ring_seconds=facts.category_sticky_ring_seconds,
     )

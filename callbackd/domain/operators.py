@@ -8,22 +8,45 @@ callbackd must never take an operator a waiting caller would have got.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from fractions import Fraction
 
+from callbackd.dialplan_contract import MAX_INTERFACE_LENGTH
+
 __all__ = [
+    "MAX_INTERFACE_LENGTH",
+    "QUEUE_MEMBER_INTERFACE",
     "DeviceState",
     "MemberState",
     "OperatorBoard",
     "ReleaseLimiter",
+    "is_queue_member_interface",
     "release_slots",
 ]
 
+QUEUE_MEMBER_INTERFACE = r"[A-Za-z][A-Za-z0-9_]{0,15}/[A-Za-z0-9_.@:+-]+(?:/[A-Za-z0-9_.@:+-]+)*"
+"""A queue member's interface as Asterisk names it, ringable with Dial() or an Originate:
+a technology, ``/`` and a resource, which may carry ``/``-separated options --
+``PJSIP/101``, ``SIP/trunk/101``, ``Local/op1@agents``, and FreePBX's
+``Local/101@from-queue/n`` (whose phone is its ``StateInterface``, e.g. ``PJSIP/101`` or
+``hint:101@ext-local``). The one rule for every place that takes an operator: the HTTP API,
+the CLI, call now and assignment, the sticky operator of the inbound route. Its characters
+are the dialplan's :data:`~callbackd.dialplan_contract.INTERFACE_CHARACTERS`, at most
+:data:`~callbackd.dialplan_contract.MAX_INTERFACE_LENGTH` of them."""
+_QUEUE_MEMBER_INTERFACE = re.compile(QUEUE_MEMBER_INTERFACE)
+
 _MICROSECOND = timedelta(microseconds=1)
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def is_queue_member_interface(value: str) -> bool:
+    """Whether *value* is a queue-member interface callbackd may ring (see
+    :data:`QUEUE_MEMBER_INTERFACE`), at most :data:`MAX_INTERFACE_LENGTH` characters."""
+    return len(value) <= MAX_INTERFACE_LENGTH and bool(_QUEUE_MEMBER_INTERFACE.fullmatch(value))
 
 
 class DeviceState(IntEnum):

@@ -4,7 +4,8 @@ Rules (``now`` is when the attempt ended; "expiry" is ``created_at + expiry_seco
 instant t is still alive while ``t <= expiry``):
 
 1. ``COMPLETED`` -> :class:`Completed`, whatever else is true.
-2. A request already past expiry at ``now`` -> ``Failed("expired")``, whatever the outcome.
+2. A request already past expiry at ``now`` -> ``Expired("past_expiry")``, whatever the
+   outcome.
 3. Client-side outcomes -- ``BUSY``, ``NO_ANSWER``, ``CONGESTION``, ``UNAVAILABLE``,
    ``SHORT_CALL`` (answered but talked less than the minimum: voicemail),
    ``CLIENT_DECLINED`` (did not press 1) and ``UNKNOWN`` (the daemon lost the call's
@@ -21,7 +22,7 @@ instant t is still alive while ``t <= expiry``):
    * ``due = next_open(now + delay)``; if ``attempts_today_for_number >=
      daily_cap_per_number`` the number has had its share today: ``due =
      next_open(max(start of the next local day, now + delay))`` (reason ``"daily_cap"``);
-   * ``due`` past expiry -> ``Failed("expired")``.
+   * ``due`` past expiry -> ``Expired("retry_past_expiry")``.
 
 4. Operator-side outcomes -- ``OPERATOR_NO_ANSWER``, ``OPERATOR_BUSY``,
    ``OPERATOR_DECLINED`` -- are not the client's fault: no client attempt, and the request
@@ -35,9 +36,11 @@ instant t is still alive while ``t <= expiry``):
    Expiry applies.
 
 Every :class:`Retry` is therefore due at or after ``now``, inside the calling window, and no
-later than expiry. Calling hours that never open again (a window made only of holidays)
-give ``Failed("no_calling_hours")`` rather than an exception: the dialer must close the
-request either way.
+later than expiry. An :class:`Expired` request is closed with status ``expired`` (webhook
+``callback.expired``), the status the dialer also gives a pending request that outlived its
+expiry before it was ever claimed (the claim never hands one out). Calling hours that never
+open again (a window made only of holidays) give ``Failed("no_calling_hours")`` rather than
+an exception: the dialer must close the request either way.
 """
 
 from __future__ import annotations
@@ -53,9 +56,12 @@ __all__ = [
     "CLIENT_OUTCOMES",
     "OPERATOR_OUTCOMES",
     "ORIGINATE_RETRY_DELAY",
+    "PAST_EXPIRY",
+    "RETRY_PAST_EXPIRY",
     "UNKNOWN_MIN_DELAY",
     "Completed",
     "Decision",
+    "Expired",
     "Failed",
     "RequestFacts",
     "Retry",
@@ -66,6 +72,11 @@ __all__ = [
 ORIGINATE_RETRY_DELAY = timedelta(seconds=10)
 """Wait after a failed Originate: long enough not to spin, short enough to catch the next free
 operator."""
+
+PAST_EXPIRY = "past_expiry"
+"""Expired's reason when the request was past expiry already (also the dialer's sweep's)."""
+RETRY_PAST_EXPIRY = "retry_past_expiry"
+"""Expired's reason when the next try would fall after expiry."""
 
 UNKNOWN_MIN_DELAY = timedelta(minutes=5)
 """Least wait after a lost outcome: outlasts the longest default ring + a short talk."""
@@ -140,7 +151,16 @@ class Failed:
     counts_client_attempt: bool
 
 
-Decision = Completed | Retry | Failed
+@dataclass(frozen=True)
+class Expired:
+    """The request outlived its campaign's ``expiry_seconds`` (``reason`` says how): close it
+    as expired; ``counts_client_attempt`` as for :class:`Failed`."""
+
+    reason: str
+    counts_client_attempt: bool
+
+
+Decision = Completed | Retry | Failed | Expired
 
 
 def after_attempt(
@@ -159,7 +179,7 @@ def after_attempt(
     expires_at = _expires_at(facts.created_at, policy.expiry_seconds)
     client_side = outcome in CLIENT_OUTCOMES
     if now > expires_at:
-        return Failed("expired", counts_client_attempt=client_side)
+        return Expired(PAST_EXPIRY, counts_client_attempt=client_side)
     if client_side:
         return _after_client_outcome(outcome, facts, policy, window, now, expires_at)
     if outcome in OPERATOR_OUTCOMES:
@@ -219,7 +239,7 @@ def _after_client_outcome(
     if outcome is AttemptOutcome.UNKNOWN:
         seconds = max(seconds, UNKNOWN_MIN_DELAY.total_seconds())
     if seconds > (expires_at - now).total_seconds():  # also keeps timedelta() in range
-        return Failed("expired", counts_client_attempt=True)
+        return Expired(RETRY_PAST_EXPIRY, counts_client_attempt=True)
     earliest = now + timedelta(seconds=seconds)
     reason = outcome.value
     if facts.attempts_today_for_number >= policy.daily_cap_per_number:
@@ -239,15 +259,15 @@ def _retry_at(
     counts_client_attempt: bool = False,
 ) -> Decision:
     if earliest > expires_at:
-        return Failed("expired", counts_client_attempt=counts_client_attempt)
+        return Expired(RETRY_PAST_EXPIRY, counts_client_attempt=counts_client_attempt)
     try:
         due = next_open(earliest, window)
     except OverflowError:  # the search ran off the end of the calendar
-        return Failed("expired", counts_client_attempt=counts_client_attempt)
+        return Expired(RETRY_PAST_EXPIRY, counts_client_attempt=counts_client_attempt)
     except ValueError:
         return Failed("no_calling_hours", counts_client_attempt=counts_client_attempt)
     if due > expires_at:
-        return Failed("expired", counts_client_attempt=counts_client_attempt)
+        return Expired(RETRY_PAST_EXPIRY, counts_client_attempt=counts_client_attempt)
     return Retry(
         due_at=due,
         counts_client_attempt=counts_client_attempt,

@@ -20,6 +20,7 @@ from callbackd.db.models import (
     RequestSource,
     RequestStatus,
 )
+from callbackd.domain.operators import MAX_INTERFACE_LENGTH, QUEUE_MEMBER_INTERFACE
 from callbackd.services.requests import RequestView
 
 
@@ -52,8 +53,10 @@ CampaignName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Operator = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9/@._:-]{0,79}$",
-        description="Queue-member interface of an operator, e.g. PJSIP/101.",
+        max_length=MAX_INTERFACE_LENGTH,
+        pattern=f"^{QUEUE_MEMBER_INTERFACE}$",
+        description="Queue-member interface of an operator, e.g. PJSIP/101 or "
+        "Local/101@from-queue/n.",
         examples=["PJSIP/101"],
     ),
 ]

@@ -9,17 +9,13 @@ The calling window still applies: a request asked for at night is called when it
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import structlog
 
 from callbackd.db.models import CallbackRequest
 from callbackd.db.sql import load_queries
-
-# A queue-member interface as Asterisk names it (PJSIP/101, Local/op1@agents, SIP/x-1):
-# no ',' or '&' (extra dial legs or options), no spaces, nothing that is not ASCII.
-_INTERFACE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}/[A-Za-z0-9_.@:+-]{1,100}$")
+from callbackd.domain.operators import is_queue_member_interface
 
 
 class RequestError(Exception):
@@ -47,9 +43,9 @@ class InvalidOperator(ValueError):
 
 def check_operator(operator: str) -> str:
     """The interface, unchanged, if it is one callbackd may ring; else InvalidOperator."""
-    if not _INTERFACE.fullmatch(operator):
+    if not is_queue_member_interface(operator):
         raise InvalidOperator(
-            f"{operator!r} is not a queue-member interface like PJSIP/101 or Local/op1@agents"
+            f"{operator!r} is not a queue-member interface like PJSIP/101 or Local/101@from-queue/n"
         )
     return operator
 

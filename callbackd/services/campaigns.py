@@ -23,7 +23,12 @@ async def sync_campaigns(
     refs: dict[tuple[str, str], CampaignRef] = {}
     for name, campaign in campaigns.items():
         row = await conn.fetchrow(
-            queries["upsert_campaign"], name, campaign.pbx, campaign.queue, str(campaign.mode)
+            queries["upsert_campaign"],
+            name,
+            campaign.pbx,
+            campaign.queue,
+            str(campaign.mode),
+            campaign.retry.expiry_seconds,
         )
         if row is None:  # unchanged: the upsert's WHERE skipped the update
             row = await conn.fetchrow(queries["get_campaign_by_name"], name)

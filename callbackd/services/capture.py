@@ -306,7 +306,8 @@ class AbandonCapture:
 
     # -- the caller got through ------------------------------------------------------------
     async def on_agent_connect(self, event: AgentConnected) -> int:
-        """Close pending requests of a caller an operator just picked up; record who it was."""
+        """Close pending requests of a caller an operator just picked up (in the queue, or
+        directly as their sticky operator or the VIP target); record who it was."""
         campaign = self.campaign_for(event.pbx, event.queue)
         if campaign is None and not self._resolve_everywhere:
             return 0

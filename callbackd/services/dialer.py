@@ -1,12 +1,15 @@
 """The dialer: operator first, then the client, one call at a time per number and operator.
 
-Each loop, for every campaign whose calling window is open and whose PBX link is up, the
-dialer releases at most (free operators - live callers waiting) callbacks (rate-limited,
-so a backlog after an outage goes out gradually). For each it claims the best due request
-in ONE statement that also writes the attempt with the channel ids we chose, and only
-then sends the Originate. The attempt's outcome comes from the OriginateResponse and from
-the shipped dialplan's hangup handler (UserEvent CallbackdResult); the retry policy turns
-it into the request's next state.
+Each loop, for every campaign whose calling window is open and whose PBX link is up,
+highest campaign priority first (an operator several campaigns share goes to the highest
+one with a due callback), the dialer releases at most (free operators - live callers
+waiting) callbacks (rate-limited, so a backlog after an outage goes out gradually). For
+each it claims the best due request in ONE statement that also writes the attempt with
+the channel ids we chose, and only then sends the Originate. The attempt's outcome comes
+from the OriginateResponse and from the shipped dialplan's hangup handler (UserEvent
+CallbackdResult); the retry policy turns it into the request's next state. Requests past
+their campaign's expiry are never claimed; at most once per poll interval the loop closes
+them as expired, whatever the operators are doing.
 
 Crash safety: attempts live in Postgres with the id of the instance that owns them and a
 heartbeat. On start, an instance adopts its own in-flight attempts and those of instances
@@ -50,7 +53,15 @@ from callbackd.domain.outcome import (
     outcome_of_originate_failure,
     outcome_of_report,
 )
-from callbackd.domain.retry import Completed, Failed, RequestFacts, Retry, after_attempt
+from callbackd.domain.retry import (
+    PAST_EXPIRY,
+    Completed,
+    Expired,
+    Failed,
+    RequestFacts,
+    Retry,
+    after_attempt,
+)
 from callbackd.domain.window import is_open
 from callbackd.services.capture import DATABASE_DOWN, ClaimOffer
 from callbackd.settings import Campaign
@@ -143,7 +154,12 @@ class Dialer:
         self._pool = pool
         self._links = links
         self._boards = boards
-        self._campaigns = [c for c in campaigns if c.settings.mode in self.MODES]
+        # Highest campaign priority first (ties in configuration order): every pass offers
+        # a free operator shared by several campaigns' queues to the highest one first.
+        self._campaigns = sorted(
+            (c for c in campaigns if c.settings.mode in self.MODES),
+            key=lambda c: -c.settings.priority,
+        )
         self._by_id = {c.id: c for c in self._campaigns}
         self.instance = instance
         self._poll_interval = poll_interval
@@ -163,6 +179,7 @@ class Dialer:
         self._calls: dict[uuid.UUID, _Call] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._claiming = True
+        self._next_expiry_sweep = 0.0
         self._queries = load_queries("dialer")
         self._mode_queries = load_queries("modes")
         self.stats = DialerStats()
@@ -238,6 +255,7 @@ class Dialer:
                 self._wake.clear()
                 if self._claiming:
                     try:
+                        await self._expire_stale_requests()
                         await self._release_due_callbacks()
                     except DATABASE_DOWN as err:
                         self._log.error("database unavailable; dialer waiting", error=str(err))
@@ -275,6 +293,30 @@ class Dialer:
                 request_id=call.attempt.request_id,
             )
         return len(left)
+
+    async def _expire_stale_requests(self) -> None:
+        """Close the pending requests of this dialer's campaigns that outlived their expiry
+        (the claims skip them already), at most once per poll interval: whether an operator
+        is free or not, and whatever the calling window, the request gets status expired
+        and its webhook."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_expiry_sweep or not self._campaigns:
+            return
+        self._next_expiry_sweep = now + self._poll_interval
+        rows = await self._pool.fetch(
+            self._queries["expire_requests"], [c.id for c in self._campaigns]
+        )
+        for row in rows:
+            campaign = self._by_id.get(row["campaign_id"])
+            self._log.info(
+                "callback request expired",
+                request_id=row["id"],
+                status=str(RequestStatus.EXPIRED),
+                reason=PAST_EXPIRY,
+                campaign=campaign.name if campaign else None,
+                number=row["number"],
+                created_at=row["created_at"].isoformat(),
+            )
 
     async def _release_due_callbacks(self) -> None:
         now = self._clock()
@@ -331,10 +373,27 @@ class Dialer:
         free = self._free_operators(campaign, board, now)
         if release_slots(len(free), board.callers_waiting(campaign.queue)) <= 0:
             return None
-        operator = free[0]
+        # An operator a higher-priority campaign shares is left to the loop, which offers
+        # it to that campaign's due callbacks first.
+        higher = self._devices_of_higher_campaigns(campaign, board)
+        devices = {m.interface: m.device for m in board.members(campaign.queue)}
+        operator = next((i for i in free if devices.get(i, i) not in higher), None)
+        if operator is None:
+            return None
         ring = campaign.settings.operator_ring_seconds
         board.reserve(campaign.queue, operator, until=now + timedelta(seconds=ring + 5))
         return self._new_offer(campaign, operator)
+
+    def _devices_of_higher_campaigns(
+        self, campaign: DialerCampaign, board: OperatorBoard
+    ) -> set[str]:
+        """The phones of the members of this PBX's campaigns that rank above *campaign*."""
+        return {
+            member.device
+            for other in self._campaigns
+            if other.pbx == campaign.pbx and other.settings.priority > campaign.settings.priority
+            for member in board.members(other.queue)
+        }
 
     async def take_offer(self, offer: ClaimOffer, result: Mapping[str, Any] | None) -> None:
         """Settle an offer with what capture's statement returned (None: it did not run)."""
@@ -752,11 +811,12 @@ class Dialer:
                     "client called in while a callback was in flight",
                     counts,
                 )
-            elif isinstance(decision, Failed):
+            elif isinstance(decision, Failed | Expired):
+                expired = isinstance(decision, Expired)
                 row = await conn.fetchrow(
                     q["close_request"],
                     request.id,
-                    RequestStatus.FAILED,
+                    RequestStatus.EXPIRED if expired else RequestStatus.FAILED,
                     decision.reason,
                     int(decision.counts_client_attempt),
                 )
@@ -784,6 +844,7 @@ class Dialer:
             RequestStatus.PENDING: "callback request rescheduled",
             RequestStatus.COMPLETED: "callback request completed",
             RequestStatus.FAILED: "callback request failed",
+            RequestStatus.EXPIRED: "callback request expired",
             RequestStatus.RESOLVED_INBOUND: "callback request resolved by inbound call",
         }.get(updated.status, "callback request updated")
         level = (

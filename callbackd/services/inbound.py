@@ -61,6 +61,9 @@ class InboundService:
             skip_queue=bool(row["skip_queue"]),
             last_operator=row["last_operator"] if self.sticky_days > 0 else None,
             pending=bool(row["pending"]),
+            category_priority=row["category_priority"],
+            category_skip_queue=row["category_skip_queue"],
+            category_sticky_ring_seconds=row["category_sticky_ring_seconds"],
         )
 
     async def decide(

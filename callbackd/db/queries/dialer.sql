@@ -107,10 +107,26 @@ RETURNING id, number;
 -- name: next_due_joined
 -- When the caller of the campaign's next callback (claim_for_operator's order) first joined the
 -- queue: interleaving callbacks with live callers compares it with theirs.
-SELECT first_joined_at FROM callback_requests
-WHERE campaign_id = $1 AND status = 'pending' AND due_at <= now()
-ORDER BY priority DESC, due_at, first_joined_at NULLS LAST, id
+SELECT r.first_joined_at FROM callback_requests r JOIN campaigns c ON c.id = r.campaign_id
+WHERE r.campaign_id = $1 AND r.status = 'pending' AND r.due_at <= now()
+  AND (c.expiry_seconds IS NULL OR extract(epoch FROM now() - r.created_at) <= c.expiry_seconds)
+ORDER BY r.priority DESC, r.due_at, r.first_joined_at NULLS LAST, r.id
 LIMIT 1;
+
+-- name: expire_requests
+-- Pending requests of these campaigns ($1) past their campaign's expiry (migration 0018),
+-- closed as expired: the claims already skip them; this gives them their status (and the
+-- callback.expired event) whether or not an operator is free. Rows another transaction is
+-- claiming or changing are left for the next pass.
+UPDATE callback_requests r
+SET status = 'expired', status_reason = 'past_expiry', closed_at = now(), updated_at = now()
+WHERE r.id IN (
+    SELECT p.id FROM callback_requests p JOIN campaigns c ON c.id = p.campaign_id
+    WHERE p.campaign_id = ANY ($1::bigint[]) AND p.status = 'pending'
+      AND extract(epoch FROM now() - p.created_at) > c.expiry_seconds
+    FOR UPDATE OF p SKIP LOCKED
+)
+RETURNING r.id, r.campaign_id, r.number, r.created_at;
 
 -- name: claim_for_operator
 -- The dialer's claim for one free operator ($4), in ONE statement (one round trip per

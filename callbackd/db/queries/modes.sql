@@ -4,13 +4,17 @@
 -- name: claim_client_first
 -- The best due request of a client-first campaign (call-now asks first), marked dialing,
 -- with its attempt. There is no operator leg of ours: both channel ids name the client's
--- channel callbackd originates ($4).
+-- channel callbackd originates ($4). Requests past the campaign's expiry are left to the
+-- dialer's expire_requests (migration 0018).
 WITH candidate AS (
     SELECT r.id
     FROM callback_requests r
+    JOIN campaigns c ON c.id = r.campaign_id
     WHERE r.campaign_id = $1
       AND r.status = 'pending'
       AND (r.due_at <= now() OR r.call_now_requested_at IS NOT NULL)
+      AND (c.expiry_seconds IS NULL
+           OR extract(epoch FROM now() - r.created_at) <= c.expiry_seconds)
       AND NOT EXISTS (
           SELECT 1 FROM attempts a WHERE a.number = r.number AND a.state <> 'finished'
       )
@@ -75,7 +79,7 @@ INSERT INTO callback_requests AS r (
 )
 VALUES (
     $1, $2::text, 'caller_pays',
-    $3 + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2::text), 0),
+    $3 + callbackd_customer_priority($2::text),
     $4, $4, $5, $6, $7, $8
 )
 ON CONFLICT (campaign_id, number) WHERE status IN ('pending', 'dialing') DO UPDATE SET

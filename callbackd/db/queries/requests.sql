@@ -13,7 +13,7 @@ INSERT INTO callback_requests (
 )
 VALUES (
     $1, $2::text, $3,
-    COALESCE($4::integer, $5::integer + COALESCE((SELECT c.priority FROM customers c WHERE c.number = $2::text), 0)),
+    COALESCE($4::integer, $5::integer + callbackd_customer_priority($2::text)),
     GREATEST(now(), COALESCE($6::timestamptz, now())), $6, $7, $8, $9, $10, $11, now()
 )
 ON CONFLICT (campaign_id, number) WHERE status IN ('pending', 'dialing') DO NOTHING
