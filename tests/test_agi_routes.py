@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from callbackd.agi.routes import RouteDeps, SingleConnection, request_route
+from callbackd.agi.routes import RouteDeps, SingleConnection, inbound_route, request_route
 from callbackd.agi.session import AgiCall
 from callbackd.domain.numbers import NumberPolicy
 from callbackd.services.inbound import InboundService, Presence
@@ -47,7 +47,7 @@ class ScriptedCaller:
             if key and key in command.split('"')[1]:
                 return f"200 result={ord(key)} endpos=50", []
             return "200 result=0 endpos=100", []
-        if command.startswith("ANSWER"):
+        if command.startswith("ANSWER") or command.startswith("EXEC"):
             return "200 result=0", []
         return "200 result=1", []
 
@@ -144,6 +144,31 @@ async def test_the_campaigns_language_is_set_before_anything_is_played(db: Any) 
     await _run(db, caller, campaign_values={"language": "ru"})
     assert caller.commands[0] == 'SET VARIABLE CHANNEL(language) "ru"'
     assert caller.commands[1] == "ANSWER"
+
+
+async def _inbound(db: Any, campaign_values: Mapping[str, Any]) -> ScriptedCaller:
+    caller = ScriptedCaller([])
+    caller.env = {**caller.env, "agi_arg_1": "inbound"}
+    campaign = Campaign.model_validate(crm_campaign(**campaign_values))
+    deps = RouteDeps(
+        database=SingleConnection(db),
+        inbound=InboundService(policy=NumberPolicy.build("RU"), pbx="lab", sticky_days=30),
+        agi=AgiSettings(),
+        campaigns={"lab-sales": ("sales", campaign)},
+        presence=lambda _call: _NoPresence(),
+    )
+    await inbound_route(AgiCall(caller), deps)
+    return caller
+
+
+async def test_inbound_sets_the_language_only_when_the_campaign_chose_one(db: Any) -> None:
+    chosen = await _inbound(db, {"language": "ru"})
+    assert chosen.commands[0] == 'SET VARIABLE CHANNEL(language) "ru"'
+    # No language in the campaign: the channel keeps what the site's inbound route set.
+    kept = await _inbound(db, {})
+    assert not any("CHANNEL(language)" in command for command in kept.commands)
+    # The lookup's answers still go out, in one round trip.
+    assert [c for c in kept.commands if c.startswith("EXEC MSet")] != []
 
 
 async def test_a_key_during_the_number_read_back_starts_the_answer(db: Any) -> None:

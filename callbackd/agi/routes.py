@@ -52,7 +52,7 @@ __all__ = [
     "build_routes",
 ]
 
-_QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SILENCE = "silence/1"
 """A core sound: the rest of an answer begun during an intro sound is read after it."""
 
@@ -170,8 +170,10 @@ async def inbound_route(call: AgiCall, deps: RouteDeps) -> None:
     if not _QUEUE.fullmatch(queue):
         raise ValueError(f"inbound: bad queue argument {queue[:40]!r}")
     found = deps.campaigns.get(queue)
-    if found is not None:
-        # The queue's announcements (the callback offer) and the IVR speak its language.
+    if found is not None and "language" in found[1].model_fields_set:
+        # The queue's announcements (the callback offer) and the IVR speak the campaign's
+        # language, when the site chose one; else the channel keeps the language its own
+        # inbound route set (e.g. a FreePBX inbound route's Language).
         await call.set_language(found[1].language)
     async with deps.database.connection() as conn:
         decision = await deps.inbound.decide(conn, call.caller_number, queue, deps.presence(call))
@@ -206,7 +208,7 @@ async def request_route(call: AgiCall, deps: RouteDeps) -> None:
     caller answered every question."""
     log = structlog.get_logger("callbackd.agi.request")
     queue = call.argument(2)
-    found = deps.campaigns.get(queue) if _QUEUE.match(queue) else None
+    found = deps.campaigns.get(queue) if _QUEUE.fullmatch(queue) else None
     if found is None:
         log.warning("callback request for a queue without a campaign", queue=queue[:64])
         await call.set_variable(contract.VAR_REQUEST_STATUS, contract.RequestStatus.NO_CAMPAIGN)
