@@ -30,8 +30,10 @@ CAMPAIGNS = """
 [campaigns.sales]
 queue = "lab-sales"
 priority = 5
+caller_id = '"Lab Shop" <+74950000001>'
 [campaigns.support]
 queue = "support"
+caller_id = "+74950000002"
 """
 
 

@@ -36,6 +36,7 @@ CLASSIC_CAMPAIGN = """
 [campaigns.sales]
 queue = "lab-sales"
 mode = "crm_task"
+caller_id = "+74950000001"
 """
 
 

@@ -44,6 +44,7 @@ def _campaign(queue: str, priority: int) -> Campaign:
             "pbx": "lab",
             "queue": queue,
             "priority": priority,
+            "caller_id": "+74950000001",
             "window": {
                 "timezone": noon_zone(),
                 "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],

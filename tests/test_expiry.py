@@ -23,11 +23,19 @@ pytestmark = pytest.mark.postgres
 
 OP1 = "Local/op1@lab-operators"
 EXPIRY = 3600
+CALLER_ID = "+74950000001"
+"""The number clients see (the campaigns use the default template, which reaches a trunk)."""
 
 
 def _campaign(mode: str = "operator_first", expiry: int = EXPIRY, queue: str = "sales") -> Campaign:
     return Campaign.model_validate(
-        {"pbx": "lab", "queue": queue, "mode": mode, "retry": {"expiry_seconds": expiry}}
+        {
+            "pbx": "lab",
+            "queue": queue,
+            "mode": mode,
+            "caller_id": CALLER_ID,
+            "retry": {"expiry_seconds": expiry},
+        }
     )
 
 
