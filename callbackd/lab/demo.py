@@ -48,11 +48,15 @@ OPERATORS = [f"Local/op{n}@lab-operators" for n in (1, 2, 3)]
 
 
 def demo_campaign() -> dict[str, Any]:
-    """The demo's campaign: lab-sales, calling hours all day, short delays to watch retries."""
+    """The demo's campaign: lab-sales in Russian, the shipped default for reaching clients
+    (the default dial_template through from-callbackd, which the lab routes to its clients) with
+    the campaign's caller ID, calling hours all day, short delays to watch retries."""
     return {
         "queue": "lab-sales",
         "min_hold_seconds": 2,
-        "dial_template": "Local/{number}@lab-clients",
+        "language": "ru",
+        "caller_id": '"Demo Shop" <+74951234567>',
+        "dial_template": "Local/{number}@from-callbackd",  # the default, as a site has it
         "operator_ring_seconds": 6,
         "client_ring_seconds": 4,
         "min_talk_seconds": 2,
@@ -148,13 +152,16 @@ async def play(pbx: LabAsterisk, dsn: str) -> int:
         pbx.set_client("79161234567", "answer", 6)  # Ivan answers and talks
         pbx.set_client("79037654321", "busy")  # Oleg is busy at first
         pbx.set_client("79261112233", "noanswer")  # Anna never answers
-        pbx.set_operator("op1", "accept")
+        pbx.set_operator("op1", "accept", 0.5)  # presses 1 half a second into the whisper
         pbx.set_operator("op2", "decline")  # op2 is not ready and declines
-        pbx.set_operator("op3", "accept")
+        pbx.set_operator("op3", "accept", 0.5)
         say(
             "callbackd starts again, replays queue_log (Oleg and Anna are not lost) and the "
-            "operators come back: it calls an operator first, announces the number, waits "
-            "for 1, then dials the client. op2 declines; Oleg is busy once; Anna never answers."
+            "operators come back. It calls an operator first: the phone shows "
+            "'Callback lab-sales' and the client's number, the operator hears the whisper "
+            "«Обратный звонок» and presses 1 half a second in; the client's phone rings at once "
+            "(through the shipped from-callbackd) showing the "
+            "shop's number +7 495 123-45-67. op2 declines; Oleg is busy once; Anna never answers."
         )
         async with running_daemon(settings) as app:
             await _wait_rows(db, "SELECT count(*) FROM callback_requests", 4)
@@ -181,6 +188,12 @@ async def play(pbx: LabAsterisk, dsn: str) -> int:
                 f"{row['operator_interface'] or '':<26} {row['outcome'] or '':<18} "
                 f"{row['dial_status'] or '':<10} talked {row['talk_seconds'] or 0} s"
             )
+        flow = await db.fetchrow(_OPERATOR_TIME)
+        print(
+            f"\noperator time per completed callback: {flow['operator_seconds']:.1f} s in all, "
+            f"of which {flow['before_client']:.1f} s before the client answered "
+            f"(whisper, key, client ringing); {flow['completed']} completed"
+        )
         print(f"\ndialer: {health['dialer']}")
         print_summary(await db.fetch(_SUMMARY), await db.fetch(_SEEN))
         return 0
@@ -208,6 +221,15 @@ FROM callback_requests r JOIN campaigns c ON c.id = r.campaign_id ORDER BY r.id
 _ATTEMPTS = """
 SELECT request_id, number, operator_interface, outcome, dial_status, talk_seconds
 FROM attempts ORDER BY created_at
+"""
+_OPERATOR_TIME = """
+SELECT count(*) FILTER (WHERE outcome = 'completed') AS completed,
+       coalesce(sum(extract(epoch FROM ended_at - operator_answered_at))
+                / nullif(count(*) FILTER (WHERE outcome = 'completed'), 0), 0)::float
+           AS operator_seconds,
+       coalesce(avg(extract(epoch FROM client_answered_at - operator_answered_at))
+                FILTER (WHERE outcome = 'completed'), 0)::float AS before_client
+FROM attempts WHERE operator_answered_at IS NOT NULL
 """
 _SEEN = "SELECT outcome, count(*) AS n FROM queue_abandons GROUP BY outcome ORDER BY outcome"
 
