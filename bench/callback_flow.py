@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def distribution(values: Sequence[float]) -> dict[str, float | int | None]:
-    """p50, p99, max and n of a list of seconds (None when empty)."""
+    """min, p50, p99, max and n of a list of seconds (None when empty)."""
     if not values:
-        return {"p50": None, "p99": None, "max": None, "n": 0}
+        return {"min": None, "p50": None, "p99": None, "max": None, "n": 0}
     return {
+        "min": round(min(values), 3),
         "p50": round(percentile(values, 50), 3),
         "p99": round(percentile(values, 99), 3),
         "max": round(max(values), 3),
@@ -351,14 +352,19 @@ async def latency_phase(watcher: Watcher, db: Any, samples: int) -> dict[str, An
     calls = watcher.flow.in_order()
     to_client = [s for c in calls if (s := c.to_client) is not None]
     keys = [c.first_key - c.answered for c in calls if c.first_key and c.answered]
+    key_to_client = [
+        c.client_created - c.first_key for c in calls if c.client_created and c.first_key
+    ]
     confirmed = [c.answered_event - c.answered for c in calls if c.answered_event and c.answered]
     return {
         "answer_to_client": distribution(to_client),
         "operator_calls": len(calls),
         "missed": samples - len(to_client),
         "answer_to_first_key": distribution(keys),
+        "first_key_to_client": distribution(key_to_client),
         "newstate_to_userevent": distribution(confirmed),
         "client_channel_example": next((c.client_channel for c in calls if c.client_channel), None),
+        "calls": [asdict(c) for c in calls],
     }
 
 
@@ -391,6 +397,7 @@ async def throughput_phase(
     figures["attempt_outcomes"] = attempts
     figures["still_open"] = int(await db.fetchval(OPEN_REQUESTS, BACKLOG_PREFIX))
     figures["operator_calls_not_ended"] = sum(1 for c in calls if c.hungup is None)
+    figures["calls"] = [asdict(c) for c in calls]
     return figures
 
 
@@ -469,6 +476,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             summary["throughput"] = await throughput_phase(watcher, db, args.backlog, args.timeout)
         summary["load_after"] = load_average()
         summary["daemon_log"] = str(workdir / "callbackd.log")
+        for phase in ("latency", "throughput"):  # every call's instants, for a closer look
+            if phase in summary:
+                calls = workdir / f"calls-{phase}.jsonl"
+                lines = [json.dumps(c) + "\n" for c in summary[phase].pop("calls")]
+                calls.write_text("".join(lines))
+                summary[phase]["calls_file"] = str(calls)
     finally:
         if link_task is not None:
             link_task.cancel()
@@ -505,6 +518,7 @@ def table_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("(1) answered -> client channel  max", _s(d["max"])),
             ("(1) samples (missed)", f"{d['n']} ({latency['missed']})"),
             ("(1) answered -> operator's 1st key p50", _s(latency["answer_to_first_key"]["p50"])),
+            ("(1) 1st key -> client channel p50", _s(latency["first_key_to_client"]["p50"])),
         ]
     through = summary.get("throughput")
     if through:

@@ -37,8 +37,8 @@ def test_percentile_refuses_nothing_and_out_of_range() -> None:
 
 
 def test_distribution_of_nothing_is_empty_not_zero() -> None:
-    assert distribution([]) == {"p50": None, "p99": None, "max": None, "n": 0}
-    assert distribution([1.0, 3.0]) == {"p50": 2.0, "p99": 2.98, "max": 3.0, "n": 2}
+    assert distribution([]) == {"min": None, "p50": None, "p99": None, "max": None, "n": 0}
+    assert distribution([1.0, 3.0]) == {"min": 1.0, "p50": 2.0, "p99": 2.98, "max": 3.0, "n": 2}
 
 
 def _event(name: str, stamp: float, uniqueid: str, **headers: str) -> dict[str, str]:
