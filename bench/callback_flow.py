@@ -6,7 +6,8 @@ PostgreSQL, and ``callbackd run`` as its own process, on whatever operator-first
 checkout ships (the dialplan's callbackd-operator leg and the dialer). Campaign "sales" on
 lab-sales with --operators operators (``Local/opN@lab-operators``), each answering at once and
 pressing 1 --key-at seconds later (lab operator mode ``accept:<s>``; the lab presses again every
-second after that, so a key a flow loses is pressed again).
+second after that, so a key a flow loses is pressed again). The key's DTMFBegin comes about
+0.1 s after the wait (SendDTMF's quiet time before its first digit): the table shows when.
 
 (1) Operator answered -> client channel created, --samples callbacks one after another (the
     next is made due once the previous one has ended): the operator channel's ``Newstate``
