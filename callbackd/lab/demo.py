@@ -168,11 +168,11 @@ async def play(pbx: LabAsterisk, dsn: str) -> int:
             await _pause_all(driver, False)
             await _wait_rows(
                 db,
-                "SELECT count(*) FROM callback_requests WHERE status IN ('completed', 'failed')",
+                "SELECT count(*) FROM attempts WHERE number = '+79037654321' AND outcome = 'busy'",
                 1,
                 timeout=120,
             )
-            pbx.set_client("79037654321", "answer", 6)  # Oleg is free now
+            pbx.set_client("79037654321", "answer", 6)  # Oleg is free for the retry
             await _wait_rows(
                 db,
                 "SELECT count(*) FROM callback_requests WHERE status NOT IN ('pending', 'dialing')",
