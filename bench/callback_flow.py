@@ -30,7 +30,10 @@ Retries wait --retry-delay s (default 5), so a failed attempt is retried within 
 Run as root: ``.venv/bin/python -m bench.callback_flow [--samples 50] [--backlog 100]``.
 ``--against DIR [DIR ...]`` runs the whole benchmark once per checkout DIR, one after the
 other, with that checkout's callbackd, dialplan and lab PBX (PYTHONPATH=DIR), and prints the
-figures side by side: e.g. ``--against /work/main /path/to/new-flow``.
+figures side by side: e.g. ``--against /work/main /path/to/new-flow``. A checkout older than
+this benchmark starts its daemon in the current directory, where ``python -m callbackd`` finds
+a ``callbackd/`` package first: run it from a directory that holds none (``cd /tmp && python
+/path/to/bench/callback_flow.py --against ...``).
 """
 
 from __future__ import annotations

@@ -170,8 +170,10 @@ CHECKOUT: Path = Path(__file__).resolve().parents[2]
 def spawn_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``callbackd run --config <config>`` as its own process, output to ``log``.
 
-    It runs THIS checkout's code (PYTHONPATH) with no ``CALLBACKD_*`` variables inherited, so
-    only the config file counts. The caller owns the process: stop or kill it.
+    It runs THIS checkout's code (PYTHONPATH, and the checkout as its working directory: ``-m``
+    puts the working directory first on the path, so another checkout's ``callbackd/`` there
+    would win) with no ``CALLBACKD_*`` variables inherited, so only the config file counts.
+    The caller owns the process: stop or kill it.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKD_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHECKOUT), env.get("PYTHONPATH", "")) if p)
@@ -181,6 +183,7 @@ def spawn_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=CHECKOUT,
         )
 
 
