@@ -190,9 +190,9 @@ def test_callers_join_and_leave_never_below_zero() -> None:
     board.caller_joined(Q)
     board.caller_joined(Q)
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q)
-    board.caller_left(Q)
-    board.caller_left(Q)  # a lost join event must not make the count negative
+    board.caller_left(Q, now=NOW)
+    board.caller_left(Q, now=NOW)
+    board.caller_left(Q, now=NOW)  # a lost join event must not make the count negative
     assert board.callers_waiting(Q) == 0
     board.caller_joined(Q)
     assert board.callers_waiting(Q) == 1
@@ -544,21 +544,21 @@ def test_the_oldest_waiting_callers_join_time_is_kept() -> None:
     board.caller_joined(Q)  # a join without an id still counts as a waiting caller
     assert board.callers_waiting(Q) == 3
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=30)
-    board.caller_left(Q, "c2")
+    board.caller_left(Q, "c2", now=NOW)
     assert board.oldest_caller_joined(Q) == NOW
-    board.caller_left(Q, "unknown")  # a leave for a caller not waiting changes nothing
+    board.caller_left(Q, "unknown", now=NOW)  # a leave for a caller not waiting changes nothing
     assert board.oldest_caller_joined(Q) == NOW
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q)  # the caller who joined without an id
+    board.caller_left(Q, now=NOW)  # the caller who joined without an id
     assert board.callers_waiting(Q) == 1
 
 
 def test_a_leave_without_an_id_never_counts_out_a_caller_known_by_id() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
-    board.caller_left(Q)
+    board.caller_left(Q, now=NOW)
     assert board.callers_waiting(Q) == 1
-    board.caller_left(Q, "c1")
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
     assert board.oldest_caller_joined(Q) is None  # no stale age holds callbacks back
 
@@ -580,13 +580,13 @@ def test_an_abandoning_caller_is_counted_out_once_at_the_abandon() -> None:
     board = OperatorBoard()
     for caller in ("c1", "c2", "c3"):
         board.caller_joined(Q, caller, NOW)
-    board.caller_abandoned(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 2  # at once, before c1's QueueCallerLeave
-    board.caller_abandoned(Q, "c1")  # the same abandon seen twice
-    board.caller_left(Q, "c1")  # its leave
-    board.caller_left(Q, "c1")  # and the leave seen twice
+    board.caller_abandoned(Q, "c1", now=NOW)  # the same abandon seen twice
+    board.caller_left(Q, "c1", now=NOW)  # its leave
+    board.caller_left(Q, "c1", now=NOW)  # and the leave seen twice
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q, "c2")
+    board.caller_left(Q, "c2", now=NOW)
     assert board.callers_waiting(Q) == 1
 
 
@@ -599,8 +599,8 @@ def test_a_join_handled_after_the_snapshot_that_holds_it_is_counted_once() -> No
     board.caller_joined(Q, "c1", NOW - timedelta(seconds=1))
     assert board.callers_waiting(Q) == 1
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=2)
-    board.caller_abandoned(Q, "c1")
-    board.caller_left(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
     assert release_slots(len(board.free_members(Q, NOW)), board.callers_waiting(Q)) == 1
 
@@ -608,9 +608,9 @@ def test_a_join_handled_after_the_snapshot_that_holds_it_is_counted_once() -> No
 def test_a_resync_after_an_abandon_whose_leave_never_came() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
-    board.caller_abandoned(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
     board.replace_queue(Q, [], 1, {"c1": NOW})  # c1 again, e.g. a new call with that id
-    board.caller_left(Q, "c1")
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
 
 
@@ -642,9 +642,9 @@ def _apply(board: OperatorBoard, kind: str, caller: str) -> None:
     if kind == "join":
         board.caller_joined(Q, caller, NOW)
     elif kind == "abandon":
-        board.caller_abandoned(Q, caller)
+        board.caller_abandoned(Q, caller, now=NOW)
     else:
-        board.caller_left(Q, caller)
+        board.caller_left(Q, caller, now=NOW)
 
 
 @settings(max_examples=300, deadline=None)
