@@ -33,6 +33,18 @@ from tests.test_dialer_e2e import (
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 
 
+async def pause_in(driver: LabDriver, queue: str, interface: str, paused: bool) -> None:
+    reply = await driver.action(
+        {
+            "Action": "QueuePause",
+            "Queue": queue,
+            "Interface": interface,
+            "Paused": "true" if paused else "false",
+        }
+    )
+    assert reply.success, reply
+
+
 def _at(event: AmiMessage) -> float:
     return float(event["Timestamp"])
 
@@ -116,3 +128,65 @@ async def test_an_operator_put_through_to_a_live_caller_gets_no_callback_meanwhi
     ]
     assert _at(callback) > _at(complete)
     assert attempt["created_at"] > datetime.fromtimestamp(_at(complete), UTC)
+
+
+async def test_ringall_the_members_who_did_not_answer_are_free_once_the_ringing_stops(
+    pbx: LabAsterisk, ami_driver: LabDriver, database: str, db: Any
+) -> None:
+    # lab-support rings op3 and op4 at once; op3 answers the live caller, op4's ringing
+    # stops: op4 takes the callback due meanwhile at once, while op3 still talks and is
+    # left alone. (The callback is made due only once both ring: before that, two free
+    # operators for one live caller would rightly leave one to a callback.)
+    op3, op4 = "Local/op3@lab-operators", "Local/op4@lab-operators"
+    number = fresh_number()
+    pbx.set_client(number, "answer", 2)
+    pbx.set_operator("op3", "talk")
+    pbx.set_operator("op4", "away")
+    settings = lab_settings(
+        database, pbx.ami_callbackd, campaigns={"support": campaign(queue="lab-support")}
+    )
+    async with running_daemon(settings):
+        await asyncio.sleep(2)  # the daemon is up and has the queues
+        async with ami_driver.events(
+            "Newchannel", "AgentCalled", "AgentConnect", "AgentComplete"
+        ) as events:
+            caller = await ami_driver.originate_caller(
+                fresh_number(), wait_seconds=10, queue="lab-support"
+            )
+            live = f"{caller};2"
+            for op in (op3, op4):
+                await events.next(
+                    "AgentCalled",
+                    lambda e, op=op: e.get("Interface") == op and e.get("Uniqueid") == live,
+                    timeout=10,
+                )
+            pbx.set_operator("op4", "accept")  # for the callback, after the live ring
+            request_id = await add_request(db, number, campaign_name="support")
+            connect = await events.next(
+                "AgentConnect", lambda e: e.get("Uniqueid") == live, timeout=10
+            )
+            assert connect["Interface"] == op3
+            await wait_status(db, request_id, "completed", timeout=30)
+            complete = await events.next(
+                "AgentComplete", lambda e: e.get("Uniqueid") == live, timeout=30
+            )
+            seen = list(events.pending)
+    [attempt] = await attempts_of(db, request_id)
+    assert attempt["operator_interface"] == op4
+    assert attempt["outcome"] == "completed"
+    [callback] = [
+        e
+        for e in seen
+        if e.event == "Newchannel" and e.get("Uniqueid") == attempt["operator_channel_id"]
+    ]
+    # op4 was free as soon as its ringing stopped: the callback went out during the live
+    # call, within a moment (not held for the length of the live call).
+    assert _at(connect) < _at(callback) < _at(connect) + 3 < _at(complete)
+    to_op3 = [
+        e
+        for e in seen
+        if e.event == "Newchannel"
+        and str(e.get("Channel")).startswith(f"{op3}-")
+        and _at(e) > _at(connect)
+    ]
+    assert to_op3 == []
