@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,11 @@ async def pause_in(driver: LabDriver, queue: str, interface: str, paused: bool) 
         }
     )
     assert reply.success, reply
+
+
+def _rings(interface: str, caller: str) -> Callable[[AmiMessage], bool]:
+    """Whether an AgentCalled rings *interface* for *caller*."""
+    return lambda e: e.get("Interface") == interface and e.get("Uniqueid") == caller
 
 
 def _at(event: AmiMessage) -> float:
@@ -120,16 +126,19 @@ async def test_an_operator_put_through_to_a_live_caller_gets_no_callback_meanwhi
         and _at(joined) <= _at(e) <= _at(complete)
     ]
     assert [e["Uniqueid"] for e in during] == [called["DestUniqueid"]]
+    # Every attempt of the callback came after the live call (a loaded machine may need a
+    # second one, e.g. when a key press is late: that is not what this test is about).
     attempts = await attempts_of(db, request_id)
-    assert [(a["operator_interface"], a["outcome"]) for a in attempts] == [(operator, "completed")]
-    attempt = attempts[0]
+    assert {a["operator_interface"] for a in attempts} == {operator}, attempts
+    assert attempts[-1]["outcome"] == "completed"
+    ended = datetime.fromtimestamp(_at(complete), UTC)
+    assert all(a["created_at"] > ended for a in attempts), attempts
     [callback] = [
         e
         for e in seen
-        if e.event == "Newchannel" and e.get("Uniqueid") == attempt["operator_channel_id"]
+        if e.event == "Newchannel" and e.get("Uniqueid") == attempts[0]["operator_channel_id"]
     ]
     assert _at(callback) > _at(complete)
-    assert attempt["created_at"] > datetime.fromtimestamp(_at(complete), UTC)
 
 
 async def test_ringall_the_members_who_did_not_answer_are_free_once_the_ringing_stops(
@@ -157,11 +166,7 @@ async def test_ringall_the_members_who_did_not_answer_are_free_once_the_ringing_
             )
             live = f"{caller};2"
             for op in (op3, op4):
-                await events.next(
-                    "AgentCalled",
-                    lambda e, op=op: e.get("Interface") == op and e.get("Uniqueid") == live,
-                    timeout=10,
-                )
+                await events.next("AgentCalled", _rings(op, live), timeout=10)
             pbx.set_operator("op4", "accept")  # for the callback, after the live ring
             request_id = await add_request(db, number, campaign_name="support")
             connect = await events.next(
