@@ -221,7 +221,8 @@ class Application:
                 "QueueCallerAbandon": in_order(queue_handler, capture_handler),
                 # capture judges a waiting caller's number before they might give up
                 "QueueCallerJoin": in_order(queue_handler, capture_handler),
-                "AgentConnect": capture_handler,
+                # the board holds the member for the live caller before capture awaits
+                "AgentConnect": in_order(queue_handler, capture_handler),
                 f"userevent:{contract.INBOUND_CONNECTED_EVENT}": capture_handler,
                 PROBE_ROUTE: verifier.on_probe_event,
                 f"userevent:{contract.ATTEMPT_EVENT}": dialer.on_attempt_event,

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from callbackd.domain.operators import (
     DeviceState,
+    LiveCall,
+    LiveCallStage,
     MemberState,
     OperatorBoard,
     ReleaseLimiter,
@@ -190,9 +192,9 @@ def test_callers_join_and_leave_never_below_zero() -> None:
     board.caller_joined(Q)
     board.caller_joined(Q)
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q)
-    board.caller_left(Q)
-    board.caller_left(Q)  # a lost join event must not make the count negative
+    board.caller_left(Q, now=NOW)
+    board.caller_left(Q, now=NOW)
+    board.caller_left(Q, now=NOW)  # a lost join event must not make the count negative
     assert board.callers_waiting(Q) == 0
     board.caller_joined(Q)
     assert board.callers_waiting(Q) == 1
@@ -365,6 +367,164 @@ def test_next_hold_end_is_the_earliest_running_hold() -> None:
 def test_settle_time_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="negative"):
         OperatorBoard(settle_seconds=-1)
+
+
+# --------------------------------------------------------------------------- live calls
+
+RUNG, CONNECTED, ENDED = LiveCallStage.RUNG, LiveCallStage.CONNECTED, LiveCallStage.ENDED
+
+
+def live(stage: LiveCallStage, interface: str = "PJSIP/1", caller: str = "c1") -> LiveCall:
+    return LiveCall(queue=Q, interface=interface, caller=caller, stage=stage)
+
+
+def test_a_member_rung_for_a_live_caller_is_not_free() -> None:
+    board = board_with(member("PJSIP/1"), member("PJSIP/2"))
+    board.caller_joined(Q, "c1", NOW)
+    board.live_call(live(RUNG), NOW)
+    assert interfaces(board.free_members(Q, NOW + timedelta(hours=1))) == ["PJSIP/2"]
+
+
+def test_the_answered_caller_leaves_before_the_connect_and_the_busy_report() -> None:
+    # The order Asterisk sends them in: AgentCalled, QueueCallerLeave, AgentConnect, and
+    # the report that the phone is in use last (late under load).
+    board = board_with(member("PJSIP/1"))
+    board.caller_joined(Q, "c1", NOW)
+    board.live_call(live(RUNG), NOW)
+    board.caller_left(Q, "c1", now=NOW)
+    assert board.callers_waiting(Q) == 0
+    assert board.free_members(Q, NOW) == []  # between the leave and the AgentConnect
+    board.live_call(live(CONNECTED), NOW)
+    assert board.free_members(Q, NOW + timedelta(minutes=10)) == []  # no report yet
+    board.update_member(member("PJSIP/1", status=DeviceState.INUSE))
+    assert board.free_members(Q, NOW + timedelta(minutes=10)) == []
+    board.update_member(member("PJSIP/1"))  # the live call is over
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+    board.live_call(live(ENDED), NOW)  # its AgentComplete changes nothing
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+def test_a_stale_idle_report_does_not_free_a_rung_member() -> None:
+    # A QueueMemberPause of the same member carries the state from before the ring.
+    board = board_with(member("PJSIP/1"))
+    board.live_call(live(RUNG), NOW)
+    board.update_member(member("PJSIP/1"))
+    assert board.free_members(Q, NOW + timedelta(minutes=1)) == []
+
+
+def test_a_connected_member_whose_phone_is_never_reported_is_held_until_the_call_ends() -> None:
+    board = OperatorBoard(settle_seconds=2)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    board.caller_joined(Q, "c1", NOW)
+    board.live_call(live(RUNG), NOW)
+    board.caller_left(Q, "c1", now=NOW)
+    board.live_call(live(CONNECTED), NOW)
+    assert board.free_members(Q, NOW + timedelta(minutes=30)) == []
+    board.live_call(live(ENDED), NOW)  # AgentComplete: settles like callbackd's own call
+    assert board.free_members(Q, NOW + timedelta(seconds=1)) == []
+    assert board.next_hold_end(NOW) == NOW + timedelta(seconds=2)
+    assert len(board.free_members(Q, NOW + timedelta(seconds=2))) == 1
+
+
+def test_a_connect_after_the_busy_report_needs_no_hold() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.live_call(live(RUNG), NOW)
+    board.update_member(member("PJSIP/1", status=DeviceState.INUSE))
+    board.caller_left(Q, "c1", now=NOW)
+    board.live_call(live(CONNECTED), NOW)
+    board.update_member(member("PJSIP/1"))  # the call is over: free at once
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/1"]
+
+
+@pytest.mark.parametrize("reported", [True, False])
+def test_a_ring_no_answer_frees_the_member_promptly(reported: bool) -> None:
+    board = OperatorBoard(settle_seconds=2)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    board.live_call(live(RUNG), NOW)
+    if reported:
+        board.update_member(member("PJSIP/1", status=DeviceState.RINGING))
+    board.live_call(live(ENDED), NOW)  # AgentRingNoAnswer (or AgentDump)
+    if reported:
+        # The ringing was reported: the device state holds it until the idle report.
+        assert board.free_members(Q, NOW + timedelta(minutes=1)) == []
+        board.update_member(member("PJSIP/1"))
+        assert len(board.free_members(Q, NOW)) == 1
+    else:
+        # Nothing reported: held until a report on the phone, or for the settle time.
+        assert board.free_members(Q, NOW) == []
+        assert len(board.free_members(Q, NOW + timedelta(seconds=2))) == 1
+        board.live_call(live(RUNG), NOW)
+        board.live_call(live(ENDED), NOW)
+        board.update_member(member("PJSIP/1"))
+        assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_ring_end_for_another_caller_keeps_the_hold() -> None:
+    board = board_with(member("PJSIP/1"))
+    board.live_call(live(RUNG, caller="c2"), NOW)
+    board.live_call(live(ENDED, caller="c1"), NOW)
+    assert board.free_members(Q, NOW + timedelta(minutes=1)) == []
+
+
+def test_ringall_the_members_not_connected_are_free_when_the_ringing_stops() -> None:
+    board = OperatorBoard(settle_seconds=2)
+    ops = [member(f"PJSIP/{n}") for n in (1, 2, 3)]
+    board.replace_queue(Q, ops, 0)
+    board.caller_joined(Q, "c1", NOW)
+    for op in ops:
+        board.live_call(live(RUNG, op.interface), NOW)
+    # PJSIP/2's ringing is reported, then its idle state once the ring is cancelled;
+    # PJSIP/3's never is. PJSIP/1 answers.
+    board.update_member(member("PJSIP/2", status=DeviceState.RINGING))
+    assert board.free_members(Q, NOW) == []
+    board.update_member(member("PJSIP/2"))
+    board.caller_left(Q, "c1", now=NOW)
+    board.live_call(live(CONNECTED, "PJSIP/1"), NOW)
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
+    assert interfaces(board.free_members(Q, NOW + timedelta(seconds=2))) == ["PJSIP/2", "PJSIP/3"]
+    board.update_member(member("PJSIP/3"))  # or a report on PJSIP/3 ends its hold sooner
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2", "PJSIP/3"]
+
+
+def test_a_caller_who_gives_up_while_rung_frees_the_members() -> None:
+    board = OperatorBoard(settle_seconds=2)
+    board.replace_queue(Q, [member("PJSIP/1")], 0)
+    board.caller_joined(Q, "c1", NOW)
+    board.live_call(live(RUNG), NOW)
+    board.caller_abandoned(Q, "c1", now=NOW)
+    board.caller_left(Q, "c1", now=NOW)
+    board.update_member(member("PJSIP/1"))
+    assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_live_hold_covers_the_same_phone_in_every_queue() -> None:
+    board = board_with(member("Local/101@agents/n", state_interface="PJSIP/101"))
+    board.replace_queue(
+        "sales", [member("PJSIP/101", queue="sales", state_interface="PJSIP/101")], 0
+    )
+    board.live_call(live(RUNG, "Local/101@agents/n"), NOW)
+    assert board.free_members("sales", NOW) == []
+    board.update_member(member("PJSIP/101", queue="sales", state_interface="PJSIP/101"))
+    assert board.free_members("sales", NOW) == []  # idle, but from before the ring
+    board.update_member(
+        member("PJSIP/101", queue="sales", state_interface="PJSIP/101", status=DeviceState.INUSE)
+    )
+    board.update_member(member("PJSIP/101", queue="sales", state_interface="PJSIP/101"))
+    assert len(board.free_members(Q, NOW)) == 1
+
+
+def test_a_snapshot_settles_the_live_holds_it_does_not_confirm() -> None:
+    # After a reconnect the events that ended a live call may have been lost.
+    board = OperatorBoard(settle_seconds=2)
+    board.replace_queue(Q, [member("PJSIP/1"), member("PJSIP/2")], 0)
+    board.live_call(live(RUNG, "PJSIP/1"), NOW)
+    board.live_call(live(RUNG, "PJSIP/2", caller="c2"), NOW)
+    snapshot = [member("PJSIP/1"), member("PJSIP/2", status=DeviceState.INUSE)]
+    board.replace_queue(Q, snapshot, 0, now=NOW)
+    assert board.free_members(Q, NOW) == []
+    assert interfaces(board.free_members(Q, NOW + timedelta(seconds=2))) == ["PJSIP/1"]
+    board.update_member(member("PJSIP/2"))  # confirmed busy, then idle: free at once
+    assert interfaces(board.free_members(Q, NOW)) == ["PJSIP/2"]
 
 
 # --------------------------------------------------------------------------- release_slots
@@ -544,21 +704,21 @@ def test_the_oldest_waiting_callers_join_time_is_kept() -> None:
     board.caller_joined(Q)  # a join without an id still counts as a waiting caller
     assert board.callers_waiting(Q) == 3
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=30)
-    board.caller_left(Q, "c2")
+    board.caller_left(Q, "c2", now=NOW)
     assert board.oldest_caller_joined(Q) == NOW
-    board.caller_left(Q, "unknown")  # a leave for a caller not waiting changes nothing
+    board.caller_left(Q, "unknown", now=NOW)  # a leave for a caller not waiting changes nothing
     assert board.oldest_caller_joined(Q) == NOW
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q)  # the caller who joined without an id
+    board.caller_left(Q, now=NOW)  # the caller who joined without an id
     assert board.callers_waiting(Q) == 1
 
 
 def test_a_leave_without_an_id_never_counts_out_a_caller_known_by_id() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
-    board.caller_left(Q)
+    board.caller_left(Q, now=NOW)
     assert board.callers_waiting(Q) == 1
-    board.caller_left(Q, "c1")
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
     assert board.oldest_caller_joined(Q) is None  # no stale age holds callbacks back
 
@@ -580,13 +740,13 @@ def test_an_abandoning_caller_is_counted_out_once_at_the_abandon() -> None:
     board = OperatorBoard()
     for caller in ("c1", "c2", "c3"):
         board.caller_joined(Q, caller, NOW)
-    board.caller_abandoned(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 2  # at once, before c1's QueueCallerLeave
-    board.caller_abandoned(Q, "c1")  # the same abandon seen twice
-    board.caller_left(Q, "c1")  # its leave
-    board.caller_left(Q, "c1")  # and the leave seen twice
+    board.caller_abandoned(Q, "c1", now=NOW)  # the same abandon seen twice
+    board.caller_left(Q, "c1", now=NOW)  # its leave
+    board.caller_left(Q, "c1", now=NOW)  # and the leave seen twice
     assert board.callers_waiting(Q) == 2
-    board.caller_left(Q, "c2")
+    board.caller_left(Q, "c2", now=NOW)
     assert board.callers_waiting(Q) == 1
 
 
@@ -599,8 +759,8 @@ def test_a_join_handled_after_the_snapshot_that_holds_it_is_counted_once() -> No
     board.caller_joined(Q, "c1", NOW - timedelta(seconds=1))
     assert board.callers_waiting(Q) == 1
     assert board.oldest_caller_joined(Q) == NOW - timedelta(seconds=2)
-    board.caller_abandoned(Q, "c1")
-    board.caller_left(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
     assert release_slots(len(board.free_members(Q, NOW)), board.callers_waiting(Q)) == 1
 
@@ -608,67 +768,113 @@ def test_a_join_handled_after_the_snapshot_that_holds_it_is_counted_once() -> No
 def test_a_resync_after_an_abandon_whose_leave_never_came() -> None:
     board = OperatorBoard()
     board.caller_joined(Q, "c1", NOW)
-    board.caller_abandoned(Q, "c1")
+    board.caller_abandoned(Q, "c1", now=NOW)
     board.replace_queue(Q, [], 1, {"c1": NOW})  # c1 again, e.g. a new call with that id
-    board.caller_left(Q, "c1")
+    board.caller_left(Q, "c1", now=NOW)
     assert board.callers_waiting(Q) == 0
 
 
 # Caller event streams as Asterisk sends them: every caller joins once, then leaves, or
-# abandons and leaves, or is still waiting at the end.
-_CALLER_FATES = st.lists(st.sampled_from(["waits", "leaves", "abandons"]), min_size=1, max_size=8)
+# abandons and leaves, or is still waiting at the end. Caller c<i> may be rung to its own
+# member PJSIP/<i> (the queue rings no phone in use): answered -- the leave comes before the
+# AgentConnect -- and talking at the end or done, rung without an answer, or rung until the
+# caller gives up. The phones' states are never reported during the stream (they lag
+# behind it): only the board's holds keep the members off.
+_CALLER_FATES = st.lists(
+    st.sampled_from(
+        ["waits", "leaves", "abandons", "talking", "talked", "no_answer", "gives_up_rung"]
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _fate_events(fate: str, caller: str) -> list[tuple[str, str]]:
+    return [("join", caller)] + {
+        "waits": [],
+        "leaves": [("leave", caller)],
+        "abandons": [("abandon", caller), ("leave", caller)],
+        "talking": [("rung", caller), ("leave", caller), ("connected", caller)],
+        "talked": [("rung", caller), ("leave", caller), ("connected", caller), ("ended", caller)],
+        "no_answer": [("rung", caller), ("ended", caller)],
+        "gives_up_rung": [("rung", caller), ("abandon", caller), ("leave", caller)],
+    }[fate]
 
 
 @st.composite
-def _caller_events(draw: st.DrawFn) -> list[tuple[str, str]]:
+def _caller_events(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, str]]]:
     fates = draw(_CALLER_FATES)
-    pending = [
-        [("join", f"c{i}")]
-        + {
-            "waits": [],
-            "leaves": [("leave", f"c{i}")],
-            "abandons": [("abandon", f"c{i}"), ("leave", f"c{i}")],
-        }[fate]
-        for i, fate in enumerate(fates)
-    ]
+    pending = [_fate_events(fate, f"c{i}") for i, fate in enumerate(fates)]
     events: list[tuple[str, str]] = []
     while any(pending):
         stream = draw(st.sampled_from([p for p in pending if p]))
         events.append(stream.pop(0))
-    return events
+    return fates, events
+
+
+def _phone(caller: str) -> str:
+    return f"PJSIP/{caller[1:]}"
 
 
 def _apply(board: OperatorBoard, kind: str, caller: str) -> None:
+    stages = {"rung": RUNG, "connected": CONNECTED, "ended": ENDED}
     if kind == "join":
         board.caller_joined(Q, caller, NOW)
     elif kind == "abandon":
-        board.caller_abandoned(Q, caller)
+        board.caller_abandoned(Q, caller, now=NOW)
+    elif kind in stages:
+        board.live_call(live(stages[kind], _phone(caller), caller), NOW)
     else:
-        board.caller_left(Q, caller)
+        board.caller_left(Q, caller, now=NOW)
 
 
 @settings(max_examples=300, deadline=None)
-@given(events=_caller_events(), data=st.data())
+@given(streams=_caller_events(), data=st.data())
 def test_a_snapshot_racing_the_events_converges_to_the_truth(
-    events: list[tuple[str, str]], data: st.DataObject
+    streams: tuple[list[str], list[tuple[str, str]]], data: st.DataObject
 ) -> None:
     """Asterisk takes the snapshot after event *taken*; the board handled only the first
-    *handled* of those before the snapshot arrived and handles the rest after it."""
+    *handled* of those before the snapshot arrived and handles the rest after it. Whatever
+    the race, the waiting callers are counted right, a member talking to a live caller is
+    never free, and no hold outlives the calls by more than the settle time."""
+    fates, events = streams
     taken = data.draw(st.integers(0, len(events)), label="taken")
     handled = data.draw(st.integers(0, taken), label="handled")
     waiting_at: set[str] = set()
+    in_call_at: set[str] = set()  # QueueStatus shows InCall=1 whatever the device state
     for kind, caller in events[:taken]:
         if kind == "join":
             waiting_at.add(caller)
-        else:
+        elif kind in ("abandon", "leave"):
             waiting_at.discard(caller)
-    board = OperatorBoard()
+        elif kind == "connected":
+            in_call_at.add(_phone(caller))
+        elif kind == "ended":
+            in_call_at.discard(_phone(caller))
+    phones = [member(_phone(f"c{i}")) for i in range(len(fates))]
+    board = OperatorBoard(settle_seconds=2)
+    board.replace_queue(Q, phones, 0)
     for kind, caller in events[:handled]:
         _apply(board, kind, caller)
-    board.replace_queue(Q, [], len(waiting_at), dict.fromkeys(waiting_at, NOW))
+    snapshot = [replace(m, in_call=m.interface in in_call_at) for m in phones]
+    board.replace_queue(Q, snapshot, len(waiting_at), dict.fromkeys(waiting_at, NOW), now=NOW)
     for kind, caller in events[handled:]:
         _apply(board, kind, caller)
     still_waiting = {c for kind, c in events if kind == "join"} - {
-        c for kind, c in events if kind != "join"
+        c for kind, c in events if kind in ("abandon", "leave")
     }
     assert board.callers_waiting(Q) == len(still_waiting)
+    talking = {_phone(f"c{i}") for i, fate in enumerate(fates) if fate == "talking"}
+    free_now = set(interfaces(board.free_members(Q, NOW)))
+    assert not free_now & talking
+    # Held no longer than the settle time after the calls, unless the snapshot saw the
+    # member in a call: then until Asterisk reports it again.
+    later = NOW + timedelta(seconds=2)
+    held = talking | in_call_at
+    assert set(interfaces(board.free_members(Q, later))) == {m.interface for m in phones} - held
+    for phone in talking:  # Asterisk reports the live calls at last
+        board.update_member(member(phone, status=DeviceState.INUSE))
+        assert phone not in interfaces(board.free_members(Q, later))
+    for idle in phones:  # and then every phone idle: nothing holds anybody any more
+        board.update_member(idle)
+    assert len(board.free_members(Q, NOW)) == len(phones)

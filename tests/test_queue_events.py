@@ -7,8 +7,8 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from callbackd.ami.queue_events import QueueEventHandler, in_order
-from callbackd.domain.operators import OperatorBoard
+from callbackd.ami.queue_events import QueueEventHandler, in_order, live_call_from_ami
+from callbackd.domain.operators import LiveCall, LiveCallStage, OperatorBoard
 
 
 class _Link:
@@ -97,3 +97,51 @@ async def test_a_join_event_handled_after_the_resync_that_saw_the_caller_counts_
     await handler(link, event(Event="QueueCallerAbandon", Queue="sales", Uniqueid="u7"))
     await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u7"))
     assert board.callers_waiting("sales") == 0
+
+
+def test_agent_events_become_live_calls() -> None:
+    headers = {"Queue": "sales", "Interface": "PJSIP/1", "Uniqueid": "u1"}
+    stages = {
+        "AgentCalled": LiveCallStage.RUNG,
+        "AgentConnect": LiveCallStage.CONNECTED,
+        "AgentRingNoAnswer": LiveCallStage.ENDED,
+        "AgentDump": LiveCallStage.ENDED,
+        "AgentComplete": LiveCallStage.ENDED,
+    }
+    for name, stage in stages.items():
+        assert live_call_from_ami(event(Event=name, **headers)) == LiveCall(
+            queue="sales", interface="PJSIP/1", caller="u1", stage=stage
+        )
+    assert live_call_from_ami(event(Event="AgentCalled", Queue="sales", Uniqueid="u1")) is None
+    assert (
+        live_call_from_ami(event(Event="AgentCalled", Queue="sales", Interface="PJSIP/1")) is None
+    )
+    assert live_call_from_ami(event(Event="QueueCallerJoin", **headers)) is None
+
+
+async def test_a_member_put_through_to_a_live_caller_is_held_before_capture_runs() -> None:
+    # Asterisk's order: AgentCalled, the caller's QueueCallerLeave, AgentConnect; the
+    # report that the phone is in use comes later. Capture's AgentConnect work awaits the
+    # database, which lets the dialer run: the board must already hold the member.
+    board = OperatorBoard()
+    handler = QueueEventHandler({"pbx": board}, lambda: None)
+    link: Any = _Link()
+    free_for_capture: list[int] = []
+
+    async def capture(_link: Any, _message: Message) -> None:
+        free_for_capture.append(len(board.free_members("sales", datetime.now(UTC))))
+
+    on_connect = in_order(handler, capture)
+    call = {"Queue": "sales", "Interface": "PJSIP/1", "Uniqueid": "u1"}
+    await handler(link, event(Event="QueueMemberStatus", Status="1", **call))
+    await handler(link, event(Event="QueueCallerJoin", Queue="sales", Uniqueid="u1"))
+    await handler(link, event(Event="AgentCalled", **call))
+    await handler(link, event(Event="QueueCallerLeave", Queue="sales", Uniqueid="u1"))
+    assert board.callers_waiting("sales") == 0
+    assert board.free_members("sales", datetime.now(UTC)) == []
+    await on_connect(link, event(Event="AgentConnect", **call))
+    assert free_for_capture == [0]
+    await handler(link, event(Event="QueueMemberStatus", Status="2", **call))
+    await handler(link, event(Event="AgentComplete", **call))
+    await handler(link, event(Event="QueueMemberStatus", Status="1", **call))
+    assert len(board.free_members("sales", datetime.now(UTC))) == 1

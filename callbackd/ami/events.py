@@ -17,6 +17,10 @@ DIALER_EVENTS = (
     "QueueMemberRemoved",
     "QueueCallerJoin",
     "QueueCallerLeave",
+    "AgentCalled",
+    "AgentRingNoAnswer",
+    "AgentDump",
+    "AgentComplete",
     "OriginateResponse",
     "UserEvent",
 )

@@ -9,10 +9,27 @@ from typing import Any
 from panoramisk.message import Message
 
 from callbackd.ami.link import AmiLink, EventHandler
-from callbackd.domain.operators import MemberState, OperatorBoard
+from callbackd.domain.operators import LiveCall, LiveCallStage, MemberState, OperatorBoard
 
 MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded")
-QUEUE_EVENTS = (*MEMBER_EVENTS, "QueueMemberRemoved", "QueueCallerJoin", "QueueCallerLeave")
+LIVE_CALL_STAGES = {
+    "agentcalled": LiveCallStage.RUNG,
+    "agentconnect": LiveCallStage.CONNECTED,
+    "agentringnoanswer": LiveCallStage.ENDED,
+    "agentdump": LiveCallStage.ENDED,
+    "agentcomplete": LiveCallStage.ENDED,
+}
+"""app_queue's events about one member and one live caller, by lower-case name."""
+LIVE_CALL_EVENTS = ("AgentCalled", "AgentRingNoAnswer", "AgentDump", "AgentComplete")
+"""The ones this handler alone routes; ``AgentConnect`` is shared with capture
+(see :func:`in_order`)."""
+QUEUE_EVENTS = (
+    *MEMBER_EVENTS,
+    "QueueMemberRemoved",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    *LIVE_CALL_EVENTS,
+)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -42,6 +59,19 @@ def member_from_ami(message: Message, *, wrapup_default: int = 0) -> MemberState
         last_call_end=datetime.fromtimestamp(last_call, UTC) if last_call > 0 else None,
         wrapup_seconds=_int(message.get("wrapuptime"), wrapup_default),
     )
+
+
+def live_call_from_ami(message: Message) -> LiveCall | None:
+    """``AgentCalled``/``AgentConnect``/``AgentRingNoAnswer``/``AgentDump``/``AgentComplete``:
+    the member by its ``Interface``, the live caller by their ``Uniqueid``."""
+    stage = LIVE_CALL_STAGES.get(str(message.get("event", "")).lower())
+    queue, interface = message.get("queue"), message.get("interface")
+    caller = _caller_id(message)
+    if stage is None or caller is None:
+        return None
+    if not isinstance(queue, str) or not queue or not isinstance(interface, str) or not interface:
+        return None
+    return LiveCall(queue=queue, interface=interface, caller=caller, stage=stage)
 
 
 def _caller_id(message: Message) -> str | None:
@@ -81,14 +111,19 @@ class QueueEventHandler:
         elif name == "queuecallerjoin":
             board.caller_joined(queue, _caller_id(message), _event_time(message))
         elif name in ("queuecallerleave",):
-            board.caller_left(queue, _caller_id(message))
+            board.caller_left(queue, _caller_id(message), now=datetime.now(UTC))
         elif name == "queuecallerabandon":
             caller = _caller_id(message)
             if caller is not None:
-                board.caller_abandoned(queue, caller)
+                board.caller_abandoned(queue, caller, now=datetime.now(UTC))
             # No wake: the abandon's callback request does not exist yet; capture wakes
             # the dialer once it is stored.
             return
+        elif name in LIVE_CALL_STAGES:
+            call = live_call_from_ami(message)
+            if call is None:
+                return
+            board.live_call(call, datetime.now(UTC))
         self._wake()
 
     async def resync(self, link: AmiLink) -> None:
@@ -115,7 +150,9 @@ class QueueEventHandler:
                     joined = now - timedelta(seconds=_int(message.get("wait")))
                     callers.setdefault(str(message.get("queue")), {})[caller] = joined
         for queue, queue_members in members.items():
-            board.replace_queue(queue, queue_members, waiting.get(queue, 0), callers.get(queue, {}))
+            board.replace_queue(
+                queue, queue_members, waiting.get(queue, 0), callers.get(queue, {}), now=now
+            )
         self._wake()
 
 
@@ -124,7 +161,8 @@ def in_order(*handlers: EventHandler) -> EventHandler:
     operator board counts the caller out before capture stores the request: the dialer,
     woken by the stored request, then already sees the free operator's slot (it does not
     wait for the caller's QueueCallerLeave). For ``QueueCallerJoin`` the board counts the
-    caller in before capture judges their number."""
+    caller in before capture judges their number. For ``AgentConnect`` the board holds the
+    member for the live caller before capture's database work lets the dialer run."""
 
     async def handle(link: AmiLink, message: Message) -> None:
         for handler in handlers:

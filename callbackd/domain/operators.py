@@ -1,8 +1,9 @@
 """Which operators are free to take a callback, and how many callbacks to release now.
 
-The AMI adapter turns ``QueueStatus``/``QueueMember*``/``QueueCaller*`` events into the plain
-values below; this module only keeps and judges them. Live callers in the queue come first:
-callbackd must never take an operator a waiting caller would have got.
+The AMI adapter turns ``QueueStatus``/``QueueMember*``/``QueueCaller*``/``Agent*`` events into
+the plain values below; this module only keeps and judges them. Live callers in the queue come
+first: callbackd must never take an operator a waiting caller would have got, nor one the
+queue is ringing for, or has just put through to, a live caller.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from fractions import Fraction
 
 from callbackd.dialplan_contract import MAX_INTERFACE_LENGTH
@@ -21,6 +22,8 @@ __all__ = [
     "MAX_INTERFACE_LENGTH",
     "QUEUE_MEMBER_INTERFACE",
     "DeviceState",
+    "LiveCall",
+    "LiveCallStage",
     "MemberState",
     "OperatorBoard",
     "ReleaseLimiter",
@@ -107,12 +110,45 @@ class MemberState:
         return self.state_interface or self.interface
 
 
+class LiveCallStage(StrEnum):
+    """Where app_queue's call from a live caller to one member stands."""
+
+    RUNG = "rung"
+    """``AgentCalled``: the member's phone is ringing for the caller."""
+    CONNECTED = "connected"
+    """``AgentConnect``: the member answered and talks to the caller."""
+    ENDED = "ended"
+    """``AgentRingNoAnswer``, ``AgentDump`` or ``AgentComplete``: that call is over."""
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """app_queue rang, connected or let go one member for one live caller (``Agent*``)."""
+
+    queue: str
+    interface: str
+    caller: str
+    """The live caller's Uniqueid, as in their ``QueueCaller*`` events."""
+    stage: LiveCallStage
+
+
+@dataclass(frozen=True)
+class _LiveHold:
+    """A member held for a live caller until Asterisk reports its phone busy (the device
+    state then keeps it), or the call is over."""
+
+    caller: str
+    queue: str
+    connected: bool
+
+
 class OperatorBoard:
     """Operators per queue, live callers per queue, and callbackd's own reservations.
 
     A plain in-memory model owned by one task. Reservations are kept per device, not per
     queue: an operator who is a member of two queues has one phone, and callbackd ringing it
-    for one queue makes it busy for the other too.
+    for one queue makes it busy for the other too. So are the holds for live calls: a member
+    app_queue rings for, or has put through to, a live caller (see :meth:`live_call`).
     """
 
     def __init__(self, *, settle_seconds: float = 2.0) -> None:
@@ -122,6 +158,9 @@ class OperatorBoard:
         self._members: dict[str, dict[str, MemberState]] = {}
         self._reserved: dict[str, datetime] = {}  # device (or interface) -> until
         self._settling: dict[str, datetime] = {}  # device (or interface) -> until
+        # Members app_queue rang for or connected to a live caller, whose phone Asterisk has
+        # not yet reported busy: device -> the hold. No deadline: an event ends each one.
+        self._live: dict[str, _LiveHold] = {}
         # Every device report is numbered in arrival order, to tell what came after a mark.
         self._reports = 0
         self._reported: dict[str, int] = {}  # device (and interface) -> its latest report
@@ -139,6 +178,8 @@ class OperatorBoard:
         members: Iterable[MemberState],
         callers_waiting: int,
         callers: Mapping[str, datetime] | None = None,
+        *,
+        now: datetime | None = None,
     ) -> None:
         """Take a ``QueueStatus`` snapshot as the whole truth about *queue*.
 
@@ -152,6 +193,12 @@ class OperatorBoard:
         id (a join of a caller already known, a leave of one already gone, change nothing),
         so replaying them cannot count a caller twice. A counted join would, and one caller
         too many holds every callback of the queue for as long as the link stays up.
+
+        A snapshot follows a reconnect, and the events that would end the holds for live
+        calls may have been lost with the link: a hold of this queue that the snapshot does
+        not confirm (the phone reported busy) settles from *now*, like the end of callbackd's
+        own call; without *now* it ends at once. Agent events replayed after the snapshot
+        set their holds again.
         """
         if callers_waiting < 0:
             raise ValueError("callers_waiting must not be negative")
@@ -166,6 +213,11 @@ class OperatorBoard:
         for member in fresh.values():
             self._note_device_state(member)
         self._members[queue] = fresh
+        for device, hold in list(self._live.items()):
+            if hold.queue == queue:
+                del self._live[device]
+                if now is not None:
+                    self._hold_until_fresh_report(device, now, after=self._reports)
 
     def update_member(self, member: MemberState) -> None:
         """A ``QueueMemberStatus``/``QueueMemberPause``/``QueueMemberAdded`` event."""
@@ -189,22 +241,61 @@ class OperatorBoard:
         if known.get(caller) is None:
             known[caller] = joined_at
 
-    def caller_abandoned(self, queue: str, caller: str) -> None:
+    def caller_abandoned(self, queue: str, caller: str, *, now: datetime) -> None:
         """``QueueCallerAbandon``: the caller is no longer waiting, from now on.
 
         Asterisk sends QueueCallerLeave right after it, but the abandon is what the dialer
         reacts to: counting the caller out at once lets a free operator be offered the new
         callback without waiting for the next event. The leave then finds them gone.
         """
-        self.caller_left(queue, caller)
+        self.caller_left(queue, caller, now=now)
 
-    def caller_left(self, queue: str, caller: str | None = None) -> None:
+    def caller_left(self, queue: str, caller: str | None = None, *, now: datetime) -> None:
         """``QueueCallerLeave`` (answered, abandoned, timed out). By id it is idempotent;
-        without one it counts out a caller who joined without one, never below zero."""
+        without one it counts out a caller who joined without one, never below zero.
+
+        The members still held for the caller's rings settle from *now*: the rings stop
+        (a ringall queue's other members, a caller who gave up), but Asterisk sends the
+        leave of an answered caller BEFORE the ``AgentConnect`` of the member who answered,
+        and that member's phone may not be reported busy yet. Settling holds each of them
+        until a report on its phone arrives, or for :attr:`settle_seconds`; the
+        ``AgentConnect`` then holds the one who answered.
+        """
         if caller is None:
             self._unnamed[queue] = max(0, self._unnamed.get(queue, 0) - 1)
-        else:
-            self._callers.get(queue, {}).pop(caller, None)
+            return
+        self._callers.get(queue, {}).pop(caller, None)
+        for device, hold in list(self._live.items()):
+            if hold.caller == caller and not hold.connected:
+                del self._live[device]
+                self._hold_until_fresh_report(device, now, after=self._reports)
+
+    def live_call(self, call: LiveCall, now: datetime) -> None:
+        """app_queue rang (``AgentCalled``), connected (``AgentConnect``) or let go
+        (``AgentRingNoAnswer``, ``AgentDump``, ``AgentComplete``) a member for a live caller.
+
+        A member rung for or talking to a live caller is not free for callbacks until
+        Asterisk reports its phone free again. The device state would say so, but it lags:
+        Asterisk sends the caller's leave, and its member's ``AgentConnect``, before the
+        report that the phone is in use, and a board that went by the stale "idle" would
+        ring the phone while the operator greets the caller. So the member is held from
+        ``AgentCalled`` until a report shows the phone busy (the device state keeps it from
+        then on, like a reservation), or until the call is over: a ring that ends without
+        such a report settles (see :meth:`settle`), so a member who did not answer is free
+        again as soon as a report on its phone arrives, or after :attr:`settle_seconds`.
+        """
+        device = self._device_of(call.queue, call.interface)
+        hold = self._live.get(device)
+        if call.stage is LiveCallStage.RUNG:
+            self._live[device] = _LiveHold(call.caller, call.queue, connected=False)
+        elif call.stage is LiveCallStage.CONNECTED:
+            member = self._members.get(call.queue, {}).get(call.interface)
+            reported_busy = member is not None and (member.in_call or member.status in _REACHED)
+            if hold is not None or not reported_busy:
+                self._live[device] = _LiveHold(call.caller, call.queue, connected=True)
+        elif hold is not None and hold.caller == call.caller:
+            del self._live[device]
+            self._hold_until_fresh_report(device, now, after=self._reports)
 
     def oldest_caller_joined(self, queue: str) -> datetime | None:
         """When the longest-waiting live caller of *queue* joined; None if none is known."""
@@ -244,12 +335,10 @@ class OperatorBoard:
         produced them, so a report that arrives after the event telling us the call ended
         is the first trustworthy word on the operator.
         """
-        device = self._device_of(queue, interface)
         self.release(queue, interface)
-        latest = max(self._reported.get(device, 0), self._reported.get(interface, 0))
-        if latest > after:
-            return
-        self._settling[device] = now + timedelta(seconds=self.settle_seconds)
+        self._hold_until_fresh_report(
+            self._device_of(queue, interface), now, after=after, interface=interface
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -294,16 +383,31 @@ class OperatorBoard:
         member = self._members.get(queue, {}).get(interface)
         return member.device if member is not None else interface
 
+    def _hold_until_fresh_report(
+        self, device: str, now: datetime, *, after: int, interface: str | None = None
+    ) -> None:
+        """Unless a report on *device* (or *interface*) came after mark *after*, hold it
+        until one does, or for :attr:`settle_seconds`."""
+        reported = self._reported.get(device, 0)
+        if interface is not None:
+            reported = max(reported, self._reported.get(interface, 0))
+        if reported > after:
+            return
+        self._settling[device] = now + timedelta(seconds=self.settle_seconds)
+
     def _note_device_state(self, member: MemberState) -> None:
         self._reports += 1
         self._reported[member.device] = self._reported[member.interface] = self._reports
         self._settling.pop(member.device, None)  # any fresh report settles the operator
         self._settling.pop(member.interface, None)
         if member.in_call or member.status in _REACHED:
-            self._reserved.pop(member.device, None)
-            self._reserved.pop(member.interface, None)
+            for holds in (self._reserved, self._live):
+                holds.pop(member.device, None)
+                holds.pop(member.interface, None)
 
     def _is_reserved(self, member: MemberState, now: datetime) -> bool:
+        if member.device in self._live or member.interface in self._live:
+            return True
         return any(
             now < until
             for holds in (self._reserved, self._settling)
