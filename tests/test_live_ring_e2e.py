@@ -174,8 +174,13 @@ async def test_ringall_the_members_who_did_not_answer_are_free_once_the_ringing_
             )
             assert connect["Interface"] == op3
             await wait_status(db, request_id, "completed", timeout=30)
+            # The live call's end in lab-support. (By queue and member, not by the caller's
+            # Uniqueid: in one CI run the only AgentComplete that came did not carry it; the
+            # earlier tests' live calls were all in lab-sales.)
             complete = await events.next(
-                "AgentComplete", lambda e: e.get("Uniqueid") == live, timeout=30
+                "AgentComplete",
+                lambda e: e.get("Queue") == "lab-support" and e.get("Interface") == op3,
+                timeout=30,
             )
             seen = list(events.pending)
     attempts = await attempts_of(db, request_id)
